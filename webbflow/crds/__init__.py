@@ -1,0 +1,8 @@
+"""CRDS access: configuration, context, best references, provenance."""
+
+from webbflow.crds.references import (  # noqa: F401
+    best_references,
+    configure,
+    provenance,
+    resolve_context,
+)

@@ -1,0 +1,386 @@
+"""Read and write JWST products: FITS MEF with an ASDF metadata extension.
+
+A product in memory is a :class:`Product`: the datamodel class name, a nested ``meta``
+dict under the datamodel attribute names (``meta["exposure"]["ngroups"]``), arrays by
+attribute name (``data``, ``dq``, ``groupdq`` ...) and tables. Reading is lazy: arrays
+come from a memory map (or, for scaled integer data, are decoded on first use), and
+:meth:`Product.rows` reads a block of rows of a ramp without touching the rest.
+
+On disk the layout is the one stdatamodels writes: each ``meta`` attribute that has a
+FITS keyword goes into the header its schema names, each array into its extension, and
+the whole ``meta`` tree into an ``ASDF`` BINTABLE. No ``_fits_hash`` is stored, so
+readers take the FITS keywords as authoritative, which keeps headers edited by hand
+(``fits.setval``) meaningful.
+"""
+
+import io as _io
+import math
+import os
+import tempfile
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import asdf
+import numpy as np
+from astropy.io import fits
+
+from webbflow.errors import WebbflowError
+from webbflow.io import datamodels
+
+_ASDF_EXTNAME = "ASDF"
+
+
+class Product:
+    """One JWST product: ``model_type``, ``meta``, ``arrays``, ``tables``."""
+
+    def __init__(self, model_type, meta=None, arrays=None, tables=None, extra_tree=None,
+                 path=None):
+        self.model_type = model_type
+        self.meta = meta if meta is not None else {}
+        self.tables = dict(tables or {})
+        self.extra_tree = dict(extra_tree or {})
+        self.path = Path(path) if path else None
+        self._arrays = dict(arrays or {})
+        self._lazy = {}
+        self._hdulist = None
+
+    # arrays are read on first use so that opening a 4-D ramp costs nothing
+    @property
+    def arrays(self):
+        for name in list(self._lazy):
+            self._load(name)
+        return self._arrays
+
+    def has(self, name):
+        return name in self._arrays or name in self._lazy
+
+    def __getitem__(self, name):
+        if name not in self._arrays and name in self._lazy:
+            self._load(name)
+        try:
+            return self._arrays[name]
+        except KeyError:
+            raise WebbflowError(self.path or self.model_type, f"has no {name} array") from None
+
+    def __setitem__(self, name, array):
+        self._lazy.pop(name, None)
+        self._arrays[name] = array
+
+    def pop(self, name, default=None):
+        self._lazy.pop(name, None)
+        return self._arrays.pop(name, default)
+
+    def _load(self, name):
+        hdu = self._lazy.pop(name)
+        try:
+            if _is_scaled(hdu):
+                self._arrays[name] = _decode(hdu, self._raw(hdu))
+            else:
+                self._arrays[name] = _native(hdu.data)
+        except Exception as exc:  # astropy reports truncation at data access
+            raise WebbflowError(self.path, f"cannot read extension {hdu.name}: {exc}") from None
+
+    def rows(self, name, start, stop):
+        """Rows ``start:stop`` (second-last axis) of an array, read from disk if lazy."""
+        if name in self._lazy:
+            hdu = self._lazy[name]
+            if _is_scaled(hdu):
+                return _decode(hdu, self._raw(hdu)[..., start:stop, :])
+            return _native(hdu.data[..., start:stop, :])
+        return self[name][..., start:stop, :]
+
+    def _raw(self, hdu):
+        """The stored (unscaled, big-endian) values of an image HDU as a memory map."""
+        index = self._hdulist.index(hdu)
+        offset = self._hdulist.fileinfo(index)["datLoc"]
+        shape = tuple(hdu.header[f"NAXIS{i}"] for i in range(hdu.header["NAXIS"], 0, -1))
+        dtype = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}[hdu.header["BITPIX"]]
+        return np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+    def shape(self, name):
+        if name in self._lazy:
+            hdu = self._lazy[name]
+            return tuple(hdu.header[f"NAXIS{i}"] for i in range(hdu.header["NAXIS"], 0, -1))
+        return self[name].shape
+
+    def get(self, dotted, default=None):
+        return get_meta(self.meta, dotted, default)
+
+    def set(self, dotted, value):
+        set_meta(self.meta, dotted, value)
+
+    def close(self):
+        if self._hdulist is not None:
+            self.arrays  # noqa: B018 - materialise before the memory map goes away
+            self._hdulist.close()
+            self._hdulist = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _is_scaled(hdu):
+    return hdu.header.get("BZERO", 0) != 0 or hdu.header.get("BSCALE", 1) != 1
+
+
+def _native(array):
+    """Native byte order (numba kernels refuse big-endian arrays); a copy only if needed."""
+    if array.dtype.byteorder in "=|":
+        return np.array(array) if isinstance(array, np.memmap) else array
+    return array.astype(array.dtype.newbyteorder("="))
+
+
+def _decode(hdu, raw):
+    """Apply BSCALE/BZERO to stored integers; unsigned 16/32-bit come back unsigned."""
+    bzero = hdu.header.get("BZERO", 0)
+    bscale = hdu.header.get("BSCALE", 1)
+    bitpix = hdu.header["BITPIX"]
+    if bscale == 1 and bitpix == 16 and bzero == 32768:
+        return (np.asarray(raw).view(">u2") ^ np.uint16(0x8000)).astype(np.uint16)
+    if bscale == 1 and bitpix == 32 and bzero == 2**31:
+        return (np.asarray(raw).view(">u4") ^ np.uint32(0x80000000)).astype(np.uint32)
+    return (np.asarray(raw, dtype=np.float32) * np.float32(bscale) + np.float32(bzero))
+
+
+def get_meta(meta, dotted, default=None):
+    node = meta
+    for key in dotted.removeprefix("meta.").split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def set_meta(meta, dotted, value):
+    keys = dotted.removeprefix("meta.").split(".")
+    node = meta
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+
+
+def flatten_meta(meta, prefix="META"):
+    """{'META.INSTRUMENT.NAME': 'NIRCAM', ...}: the form CRDS parkeys take."""
+    flat = {}
+    for key, value in meta.items():
+        name = f"{prefix}.{key.upper()}"
+        if isinstance(value, dict):
+            flat.update(flatten_meta(value, name))
+        elif isinstance(value, (str, int, float, bool)):
+            flat[name] = value
+    return flat
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _check_complete(path, hdulist):
+    size = os.path.getsize(path)
+    for index, hdu in enumerate(hdulist):
+        info = hdulist.fileinfo(index)
+        if info["datLoc"] + hdu.size > size:
+            name = hdu.name or f"HDU {index}"
+            raise WebbflowError(path, f"truncated file: extension {name} needs "
+                                      f"{info['datLoc'] + hdu.size} bytes, file has {size}")
+
+
+def _read_asdf_tree(path, hdulist):
+    if _ASDF_EXTNAME not in hdulist:
+        return {}
+    try:
+        raw = hdulist[_ASDF_EXTNAME].data["ASDF_METADATA"][0].tobytes()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with asdf.open(_io.BytesIO(raw), lazy_load=False, memmap=False,
+                           ignore_unrecognized_tag=True, ignore_missing_extensions=True) as af:
+                return {k: v for k, v in af.tree.items()
+                        if not k.startswith("asdf_library") and k not in ("history",)}
+    except Exception as exc:
+        raise WebbflowError(path, f"unreadable ASDF metadata extension: {exc}") from None
+
+
+def _guess_model_type(hdulist):
+    if "SCI" not in hdulist:
+        return None
+    ndim = hdulist["SCI"].header.get("NAXIS", 0)
+    if ndim == 4:
+        return "RampModel" if "PIXELDQ" in hdulist else "Level1bModel"
+    return {3: "CubeModel", 2: "ImageModel"}.get(ndim)
+
+
+def _header_value(value):
+    if isinstance(value, (fits.card.Undefined, type(None))):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_product(path, *, model_type=None, require=("data",)):
+    """Open a product or reference file lazily.
+
+    ``require`` names the arrays that must be present; a missing one, a truncated file
+    or a non-FITS file raises :class:`WebbflowError` with a one-line message.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise WebbflowError(path, "no such file")
+    try:
+        hdulist = fits.open(path, memmap=True, lazy_load_hdus=False)
+    except Exception as exc:
+        raise WebbflowError(path, f"not a readable FITS file ({exc})") from None
+    try:
+        _check_complete(path, hdulist)
+        tree = _read_asdf_tree(path, hdulist)
+        primary = hdulist[0].header
+        model_type = model_type or primary.get("DATAMODL") or _guess_model_type(hdulist)
+        if model_type is None:
+            raise WebbflowError(path, "no DATAMODL keyword and no SCI extension to infer it from")
+        try:
+            layout_keywords = datamodels.keywords_by_hdu(model_type)
+            arrays = datamodels.array_hdus(model_type)
+            tables = datamodels.table_hdus(model_type)
+        except KeyError:
+            raise WebbflowError(path, f"unsupported datamodel {model_type}") from None
+
+        meta = tree.pop("meta", {}) or {}
+        if not isinstance(meta, dict):
+            meta = {}
+        for hdu_name, entries in layout_keywords.items():
+            if hdu_name not in hdulist:
+                continue
+            header = hdulist[hdu_name].header
+            for dotted, keyword in entries:
+                if keyword in header:
+                    value = _header_value(header[keyword])
+                    if value is not None:
+                        set_meta(meta, dotted, value)
+        meta["model_type"] = model_type
+
+        product = Product(model_type, meta=meta, path=path)
+        product._hdulist = hdulist
+        for name, (extname, _dtype, _ndim) in arrays.items():
+            if extname in hdulist and hdulist[extname].header.get("NAXIS", 0) > 0:
+                product._lazy[name] = hdulist[extname]
+        for name, extname in tables.items():
+            if extname in hdulist:
+                product.tables[name] = np.asarray(hdulist[extname].data)
+        for key in ("data",):
+            tree.pop(key, None)
+        product.extra_tree = {k: v for k, v in tree.items()
+                              if k not in arrays and k not in tables and not k.startswith("_")}
+        for name in require:
+            if not product.has(name):
+                extname = arrays.get(name, (name.upper(),))[0]
+                raise WebbflowError(path, f"missing {extname} extension")
+        return product
+    except Exception:
+        hdulist.close()
+        raise
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _fits_value(value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value if value.isascii() else None
+    return None
+
+
+def _plain(value):
+    """Turn numpy scalars in a meta tree into Python values so ASDF stores plain YAML."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _asdf_hdu(tree):
+    buffer = _io.BytesIO()
+    asdf.AsdfFile(tree).write_to(buffer)
+    data = np.frombuffer(buffer.getvalue(), dtype=np.uint8)[None, :]
+    column = fits.Column(name="ASDF_METADATA", format=f"{data.shape[1]}B", array=data)
+    return fits.BinTableHDU.from_columns([column], name=_ASDF_EXTNAME)
+
+
+def _set_header(header, entries, meta):
+    for dotted, keyword in entries:
+        value = _fits_value(get_meta(meta, dotted))
+        if value is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # long strings become CONTINUE cards
+                header[keyword] = value
+
+
+def build_hdulist(product, filename):
+    model_type = product.model_type
+    meta = product.meta
+    meta["model_type"] = model_type
+    meta["filename"] = filename
+    meta.setdefault("telescope", "JWST")
+    meta["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+    keywords = datamodels.keywords_by_hdu(model_type)
+    arrays = datamodels.array_hdus(model_type)
+    tables = datamodels.table_hdus(model_type)
+    unknown = set(product._arrays) - set(arrays)
+    if unknown:
+        raise ValueError(f"{model_type} has no array(s) {sorted(unknown)}")
+
+    primary = fits.PrimaryHDU()
+    _set_header(primary.header, keywords.get("PRIMARY", []), meta)
+    hdus = [primary]
+    # SCI first: the one ordering guarantee the JWST products make
+    order = sorted(product._arrays, key=lambda name: name != "data")
+    for name in order:
+        array = product._arrays[name]
+        extname, dtype, ndim = arrays[name]
+        if dtype is not None and array.dtype != np.dtype(dtype):
+            raise ValueError(f"{model_type}.{name} must be {dtype}, got {array.dtype}")
+        if ndim is not None and array.ndim != ndim:
+            raise ValueError(f"{model_type}.{name} must be {ndim}-D, got shape {array.shape}")
+        hdu = fits.ImageHDU(np.ascontiguousarray(array), name=extname)
+        _set_header(hdu.header, keywords.get(extname, []), meta)
+        hdus.append(hdu)
+    for name, table in product.tables.items():
+        hdus.append(fits.BinTableHDU(np.asarray(table), name=tables[name]))
+    tree = {"meta": _plain(meta)}
+    tree.update(product.extra_tree)
+    hdus.append(_asdf_hdu(tree))
+    return fits.HDUList(hdus)
+
+
+def write_product(path, product):
+    """Write atomically: a temporary file in the target directory, then a rename.
+
+    A job that dies mid-write leaves at most a ``.tmp`` file, never a truncated
+    product under the real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hdulist = build_hdulist(product, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            hdulist.writeto(tmp, overwrite=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
