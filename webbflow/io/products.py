@@ -371,8 +371,12 @@ def write_product(path, product):
     product under the real name.
     """
     path = Path(path)
+    atomic_hdulist_write(path, build_hdulist(product, path.name))
+    return path
+
+
+def atomic_hdulist_write(path, hdulist):
     path.parent.mkdir(parents=True, exist_ok=True)
-    hdulist = build_hdulist(product, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -383,4 +387,3 @@ def write_product(path, product):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path

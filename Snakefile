@@ -1,0 +1,26 @@
+# webbflow: the JWST calibration pipeline as a Snakemake workflow.
+#
+#   snakemake --cores 16 -s /path/to/webbflow/Snakefile --directory /data/jw01234
+#
+# Products are written next to their inputs with only the suffix changed; see README.md.
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+
+configfile: f"{workflow.basedir}/config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/detector1.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_outputs(),
+
+
+rule detector1_all:
+    input:
+        get_detector1_outputs(),

@@ -1,0 +1,129 @@
+# Validation, discovery and the input/param functions the rules use. The decisions are
+# made in webbflow.planning, from primary headers only, once per DAG build.
+import os
+from pathlib import Path
+
+from snakemake.utils import validate
+
+import webbflow
+from webbflow import crds as webbflow_crds
+from webbflow import planning
+from webbflow.errors import WebbflowError
+
+# A program directory may carry its own config/config.yaml with only what it changes.
+if Path("config/config.yaml").resolve() != Path(workflow.basedir, "config/config.yaml").resolve():
+    if Path("config/config.yaml").exists():
+
+        configfile: "config/config.yaml"
+
+
+validate(config, schema=f"{workflow.basedir}/config/schema.yaml")
+
+PROGRAM = Path.cwd()
+HEADERS = planning.HeaderCache(PROGRAM)
+UNCAL = planning.discover(PROGRAM, "uncal")
+CRDS_SETTINGS = webbflow_crds.configure(planning.crds_settings(config, PROGRAM))
+CRDS_CONTEXT = None
+REFERENCES = None
+
+
+wildcard_constraints:
+    exposure=planning.EXPOSURE_WILDCARD,
+
+
+def crds_context():
+    global CRDS_CONTEXT, REFERENCES
+    if CRDS_CONTEXT is None:
+        try:
+            CRDS_CONTEXT = planning.pinned_context(
+                PROGRAM,
+                CRDS_SETTINGS.get("context"),
+                lambda: webbflow_crds.resolve_context(CRDS_SETTINGS),
+            )
+        except WebbflowError as exc:
+            raise WorkflowError(str(exc))
+        REFERENCES = planning.ReferenceCache(PROGRAM, CRDS_CONTEXT)
+        # scripts record it as provenance; deliberately not a param, so a new context
+        # reruns only the jobs whose chosen reference files changed
+        config["crds"]["context_used"] = CRDS_CONTEXT
+    return CRDS_CONTEXT
+
+
+def header(exposure, suffix="uncal"):
+    return HEADERS.get(f"{exposure}_{suffix}.fits")
+
+
+def detector1_config(exposure):
+    return planning.stage_config(config, "detector1", header(exposure)["meta"])
+
+
+def get_detector1_plan(wildcards):
+    """Reference files and the problem (if any) of one stage-1 job, decided once."""
+    entry = header(wildcards.exposure)
+    if entry["problem"]:
+        return {"refs": {}, "problem": entry["problem"]}
+    meta = entry["meta"]
+    steps = detector1_config(wildcards.exposure)["steps"]
+    reftypes = planning.detector1_reftypes(meta, steps)
+    context = crds_context()
+    try:
+        refs = REFERENCES.lookup(
+            meta,
+            reftypes,
+            lambda: webbflow_crds.best_references(
+                meta,
+                reftypes,
+                context=context,
+                settings=CRDS_SETTINGS,
+                exposure=f"{wildcards.exposure}_uncal.fits",
+                overrides=config["crds"].get("overrides"),
+            ),
+        )
+    except WebbflowError as exc:
+        return {"refs": {}, "problem": str(exc)}
+    return {"refs": refs, "problem": None}
+
+
+def get_detector1_refs(wildcards):
+    refs = get_detector1_plan(wildcards)["refs"]
+    return {name: path for name, path in refs.items() if path != "N/A"}
+
+
+def get_detector1_params(wildcards):
+    """Everything a stage-1 product depends on, as plain strings Snakemake compares."""
+    plan = get_detector1_plan(wildcards)
+    return {
+        "steps": planning.canonical(detector1_config(wildcards.exposure)),
+        "references": planning.canonical(
+            {k: Path(v).name if v != "N/A" else v for k, v in plan["refs"].items()}
+        ),
+        "problem": plan["problem"] or "",
+    }
+
+
+def get_detector1_resources(wildcards):
+    entry = header(wildcards.exposure)
+    return planning.detector1_resources(entry["meta"], entry["size"], config.get("resources", {}))
+
+
+def get_detector1_outputs():
+    outputs = []
+    for exposure in UNCAL:
+        outputs += [f"{exposure}_rate.fits", f"{exposure}_rateints.fits"]
+    return outputs
+
+
+def get_final_outputs():
+    return get_detector1_outputs()
+
+
+onsuccess:
+    HEADERS.save()
+    if REFERENCES is not None:
+        REFERENCES.save()
+
+
+onerror:
+    HEADERS.save()
+    if REFERENCES is not None:
+        REFERENCES.save()

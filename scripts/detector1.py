@@ -1,0 +1,31 @@
+"""Stage 1 of one exposure: uncal -> rate + rateints (calwebb_detector1 / calwebb_tso1)."""
+
+import json
+import logging
+import sys
+
+import numba
+
+from webbflow.dqflags import PIXEL
+from webbflow.errors import WebbflowError
+from webbflow.io import write_product
+from webbflow.pipelines.detector1 import run_detector1
+
+logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
+                    format="%(asctime)s %(name)s %(levelname)s %(message)s")
+numba.set_num_threads(snakemake.threads)  # noqa: F821
+
+plan = snakemake.params.plan  # noqa: F821
+try:
+    if plan["problem"]:
+        raise WebbflowError(snakemake.input.uncal, plan["problem"].split(": ", 1)[-1])  # noqa: F821
+    refs = {reftype: snakemake.input.get(reftype, "N/A")  # noqa: F821
+            for reftype in json.loads(plan["references"])}
+    products = run_detector1(snakemake.input.uncal, refs, json.loads(plan["steps"]), PIXEL,  # noqa: F821
+                             context=snakemake.config["crds"]["context_used"])  # noqa: F821
+    for name, path in snakemake.output.items():  # noqa: F821
+        write_product(path, products[name])
+except WebbflowError as exc:
+    logging.error("%s", exc)
+    print(f"webbflow: {exc}", file=sys.stderr)
+    sys.exit(1)

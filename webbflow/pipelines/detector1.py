@@ -1,0 +1,421 @@
+"""calwebb_detector1 (and calwebb_tso1): one raw exposure to rate and rateints.
+
+The glue between products and the array steps: it reads the ramp, opens each reference
+(cut to the subarray), runs the steps in the official order for the instrument family,
+records ``meta.cal_step`` and provenance, and returns the products for the caller to
+write. The science is in ``webbflow.steps``; nothing here touches a path except through
+``webbflow.io``.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from webbflow.errors import WebbflowError
+from webbflow.io import Product, read_product
+from webbflow.io.references import load_reference
+from webbflow.planning import detector1_steps
+
+log = logging.getLogger("webbflow.detector1")
+
+# meta.cal_step attribute of each step alias
+CAL_STEP = {
+    "group_scale": "group_scale", "dq_init": "dq_init", "emicorr": "emicorr",
+    "saturation": "saturation", "ipc": "ipc", "superbias": "superbias",
+    "firstframe": "firstframe", "lastframe": "lastframe", "reset": "reset",
+    "linearity": "linearity", "rscd": "rscd", "dark_current": "dark_sub", "refpix": "refpix",
+    "charge_migration": "charge_migration", "jump": "jump",
+    "clean_flicker_noise": "clean_flicker_noise", "persistence": "persistence",
+    "ramp_fit": "ramp_fit", "gain_scale": "gain_scale",
+}
+
+# steps not yet carried by webbflow: asking for them is an error, not a silent skip
+NOT_IMPLEMENTED = ("emicorr", "clean_flicker_noise")
+
+
+@dataclass
+class Ramp:
+    """The working state of one exposure between steps."""
+
+    meta: dict
+    data: np.ndarray      # float32 (nints, ngroups, ny, nx)
+    gdq: np.ndarray       # uint8, same shape
+    pdq: np.ndarray       # uint32 (ny, nx)
+    zeroframe: np.ndarray | None
+    int_times: np.ndarray | None
+    average_dark_current: np.ndarray | None = None
+
+
+def _exposure(meta, key, default=None):
+    return meta.get("exposure", {}).get(key, default)
+
+
+def validate_ramp(path, product):
+    """The header must describe the data: one clear line otherwise."""
+    meta = product.meta
+    shape = product.shape("data")
+    if len(shape) != 4:
+        raise WebbflowError(path, f"SCI must be 4-D (nints, ngroups, ny, nx), got shape {shape}")
+    if product.model_type == "Level1bModel":
+        dtype = product._lazy["data"].header if "data" in product._lazy else None
+        if dtype is not None and not (dtype["BITPIX"] == 16 and dtype.get("BZERO") == 32768):
+            raise WebbflowError(path, "SCI of a raw exposure must be uint16 "
+                                      f"(BITPIX 16, BZERO 32768), got BITPIX {dtype['BITPIX']}")
+    for key in ("name", "detector"):
+        if not meta.get("instrument", {}).get(key):
+            raise WebbflowError(path, f"missing instrument.{key} (INSTRUME/DETECTOR keyword)")
+    exp_type = _exposure(meta, "type")
+    if not exp_type:
+        raise WebbflowError(path, "missing EXP_TYPE keyword")
+    from webbflow.io.datamodels import keyword_enum
+
+    allowed = set(keyword_enum("meta.exposure.type") or [exp_type]) - {"ANY", "N/A"}
+    if exp_type not in allowed:
+        raise WebbflowError(path, f"unknown EXP_TYPE {exp_type!r}")
+    nints, ngroups, ny, nx = shape
+    expected_ints = _exposure(meta, "nints")
+    start, end = _exposure(meta, "integration_start"), _exposure(meta, "integration_end")
+    if start and end:
+        expected_ints = end - start + 1
+    for label, have, want in (("NGROUPS", ngroups, _exposure(meta, "ngroups")),
+                              ("NINTS", nints, expected_ints),
+                              ("SUBSIZE2", ny, meta.get("subarray", {}).get("ysize")),
+                              ("SUBSIZE1", nx, meta.get("subarray", {}).get("xsize"))):
+        if want is None:
+            raise WebbflowError(path, f"missing {label} keyword")
+        if int(want) != have:
+            raise WebbflowError(path, f"header {label}={want} contradicts the SCI shape {shape}")
+    for key in ("frame_time", "group_time", "nframes", "groupgap"):
+        if _exposure(meta, key) is None:
+            raise WebbflowError(path, f"missing exposure.{key} keyword")
+
+
+def read_ramp(path):
+    product = read_product(path)
+    validate_ramp(path, product)
+    data = np.asarray(product["data"], dtype=np.float32)
+    if product.has("groupdq"):
+        gdq = np.array(product["groupdq"], dtype=np.uint8)
+    else:
+        gdq = np.zeros(data.shape, dtype=np.uint8)
+    pdq = (np.array(product["pixeldq"], dtype=np.uint32) if product.has("pixeldq")
+           else np.zeros(data.shape[-2:], dtype=np.uint32))
+    zeroframe = (np.asarray(product["zeroframe"], dtype=np.float32)
+                 if product.has("zeroframe") else None)
+    ramp = Ramp(meta=product.meta, data=data, gdq=gdq, pdq=pdq, zeroframe=zeroframe,
+                int_times=product.tables.get("int_times"))
+    product.close()
+    return ramp
+
+
+class Detector1:
+    """Runs the steps of one exposure; ``config`` is the merged detector1 config block."""
+
+    def __init__(self, ramp, refs, config, dqflags, *, source):
+        self.ramp = ramp
+        self.refs = refs
+        self.steps = config.get("steps", {})
+        self.dqflags = dqflags
+        self.source = source
+        self.instrument = ramp.meta["instrument"]["name"]
+        self.is_miri = self.instrument == "MIRI"
+        self.used_refs = {}
+        self.fit = None
+
+    # -- helpers
+    def ref(self, reftype):
+        path = self.refs.get(reftype, "N/A")
+        if path == "N/A":
+            return None
+        self.used_refs[reftype] = path
+        return load_reference(path, reftype, self.ramp.meta, self.ramp.data.shape[-2:])
+
+    def mark(self, step, status):
+        self.ramp.meta.setdefault("cal_step", {})[CAL_STEP[step]] = status
+
+    def params(self, step):
+        return {k: v for k, v in self.steps.get(step, {}).items() if k != "skip"}
+
+    # -- the pipeline
+    def run(self):
+        for step in detector1_steps(self.instrument):
+            if self.steps.get(step, {}).get("skip", False):
+                self.mark(step, "SKIPPED")
+                continue
+            if step in NOT_IMPLEMENTED:
+                raise WebbflowError(self.source, f"step {step} is switched on but webbflow "
+                                                 "does not implement it yet")
+            status = getattr(self, f"do_{step}")()
+            self.mark(step, status)
+            log.info("%s: %s", step, status)
+        return self.fit
+
+    def do_group_scale(self):
+        from webbflow.steps.group_scale import group_scale_needed, scale_groups
+
+        nframes = _exposure(self.ramp.meta, "nframes")
+        divisor = _exposure(self.ramp.meta, "frame_divisor")
+        if not group_scale_needed(nframes, divisor):
+            return "SKIPPED"
+        self.ramp.data = scale_groups(self.ramp.data, nframes, divisor)
+        return "COMPLETE"
+
+    def do_dq_init(self):
+        from webbflow.steps.dq_init import initialize_dq
+
+        mask = self.ref("mask")
+        if mask is None:
+            return "SKIPPED"
+        r = self.ramp
+        r.gdq, r.pdq = initialize_dq(r.gdq, r.pdq, np.asarray(mask["dq"], np.uint32), self.dqflags)
+        return "COMPLETE"
+
+    def do_saturation(self):
+        from webbflow.steps.saturation import flag_saturated, make_read_pattern
+
+        sat = self.ref("saturation")
+        if sat is None:
+            return "SKIPPED"
+        p = self.params("saturation")
+        r = self.ramp
+        nframes = _exposure(r.meta, "nframes")
+        read_pattern = bias = None
+        if p.get("use_readpatt", True) and nframes > 1:
+            read_pattern = make_read_pattern(r.data.shape[1], nframes)
+            bias_ref = None if self.is_miri else self.ref("superbias")
+            bias = None if bias_ref is None else np.asarray(bias_ref["data"], np.float32)
+        sat_dq = np.asarray(sat["dq"], np.uint32) if sat.has("dq") else np.zeros_like(r.pdq)
+        r.gdq, r.pdq, r.zeroframe = flag_saturated(
+            r.data, r.gdq, r.pdq, np.asarray(sat["data"], np.float32), sat_dq, self.dqflags,
+            n_pix_grow_sat=p.get("n_pix_grow_sat", 1), read_pattern=read_pattern, bias=bias,
+            zeroframe=r.zeroframe)
+        return "COMPLETE"
+
+    def do_ipc(self):
+        from webbflow.steps.ipc import correct_ipc
+
+        kernel = self.ref("ipc")
+        if kernel is None:
+            return "SKIPPED"
+        self.ramp.data = correct_ipc(self.ramp.data, np.asarray(kernel["data"], np.float32),
+                                     instrument=self.instrument, meta=self.ramp.meta)
+        return "COMPLETE"
+
+    def do_superbias(self):
+        from webbflow.steps.superbias import subtract_superbias
+
+        bias = self.ref("superbias")
+        if bias is None:
+            return "SKIPPED"
+        r = self.ramp
+        bias_dq = np.asarray(bias["dq"], np.uint32) if bias.has("dq") else np.zeros_like(r.pdq)
+        r.data, r.pdq, r.zeroframe = subtract_superbias(
+            r.data, r.pdq, np.asarray(bias["data"], np.float32), bias_dq, self.dqflags,
+            zeroframe=r.zeroframe)
+        return "COMPLETE"
+
+    def do_refpix(self):
+        from webbflow.steps.refpix import correct_refpix
+
+        if self.refs.get("refpix", "N/A") != "N/A":
+            raise WebbflowError(self.source, "IRS2 reference-pixel correction (REFPIX "
+                                             "reference) is not implemented yet")
+        r = self.ramp
+        sub = r.meta.get("subarray", {})
+        r.data, status = correct_refpix(
+            r.data, r.pdq, self.dqflags, instrument=self.instrument,
+            fastaxis=sub.get("fastaxis", 1), slowaxis=sub.get("slowaxis", 2),
+            xstart=sub.get("xstart", 1), ystart=sub.get("ystart", 1),
+            xsize=sub.get("xsize"), ysize=sub.get("ysize"),
+            noutputs=_exposure(r.meta, "noutputs") or 4, subarray_name=sub.get("name"),
+            **self.params("refpix"))
+        return status
+
+    def do_linearity(self):
+        from webbflow.steps.linearity import correct_linearity
+
+        lin = self.ref("linearity")
+        if lin is None:
+            return "SKIPPED"
+        r = self.ramp
+        lin_dq = np.asarray(lin["dq"], np.uint32) if lin.has("dq") else np.zeros_like(r.pdq)
+        r.data, r.pdq, r.zeroframe = correct_linearity(
+            r.data, r.gdq, r.pdq, np.asarray(lin["coeffs"], np.float32), lin_dq, self.dqflags,
+            zeroframe=r.zeroframe)
+        return "COMPLETE"
+
+    def do_dark_current(self):
+        from webbflow.steps.dark_current import average_dark_current, subtract_dark
+
+        dark = self.ref("dark")
+        if dark is None:
+            return "SKIPPED"
+        r = self.ramp
+        dark_dq = np.asarray(dark["dq"], np.uint32) if dark.has("dq") else np.zeros_like(r.pdq)
+        r.data, r.pdq, status = subtract_dark(
+            r.data, r.pdq, np.asarray(dark["data"], np.float32), dark_dq, self.dqflags,
+            sci_nframes=_exposure(r.meta, "nframes"), sci_groupgap=_exposure(r.meta, "groupgap"),
+            dark_nframes=dark.get("exposure.nframes", 1), dark_groupgap=dark.get("exposure.groupgap", 0),
+            is_miri=self.is_miri, integration_start=_exposure(r.meta, "integration_start") or 1)
+        if status == "COMPLETE":
+            # jwst 3.0 compares a 2-D AVDRKCUR with the raw ramp's (absent) array, so a
+            # nonzero 2-D reference value is never applied: the same here, to match it
+            user = self.params("dark_current").get("average_dark_current")
+            two_d = dark["average_dark_current"] if dark.has("average_dark_current") else None
+            if user is not None or two_d is None or not np.any(two_d):
+                r.average_dark_current = average_dark_current(
+                    r.pdq.shape, user, None, dark.get("exposure.average_dark_current"))
+        return status
+
+    def do_charge_migration(self):
+        from webbflow.steps.charge_migration import flag_charge_migration
+
+        r = self.ramp
+        r.gdq = flag_charge_migration(r.data, r.gdq, self.dqflags,
+                                      signal_threshold=self.params("charge_migration")["signal_threshold"])
+        return "COMPLETE"
+
+    def do_firstframe(self):
+        from webbflow.steps.firstframe import flag_first_frame
+
+        r = self.ramp
+        r.gdq = flag_first_frame(r.data, r.gdq, self.dqflags, **self.params("firstframe"))
+        return "COMPLETE"
+
+    def do_lastframe(self):
+        from webbflow.steps.lastframe import flag_last_frame
+
+        r = self.ramp
+        r.gdq = flag_last_frame(r.gdq, self.dqflags)
+        return "COMPLETE"
+
+    def do_reset(self):
+        from webbflow.steps.reset import subtract_reset
+
+        reset = self.ref("reset")
+        if reset is None:
+            return "SKIPPED"
+        r = self.ramp
+        reset_dq = np.asarray(reset["dq"], np.uint32) if reset.has("dq") else np.zeros_like(r.pdq)
+        r.data, r.pdq = subtract_reset(r.data, r.pdq, np.asarray(reset["data"], np.float32),
+                                       reset_dq, self.dqflags)
+        return "COMPLETE"
+
+    def do_rscd(self):
+        from webbflow.steps.rscd import flag_rscd
+
+        rscd = self.ref("rscd")
+        if rscd is None:
+            return "SKIPPED"
+        r = self.ramp
+        r.gdq, r.pdq, status = flag_rscd(r.data, r.gdq, r.pdq, rscd.tables["rscd_group_skip_table"],
+                                         self.dqflags, meta=r.meta)
+        return status
+
+    def _gain_readnoise(self):
+        gain, readnoise = self.ref("gain"), self.ref("readnoise")
+        if gain is None or readnoise is None:
+            return None, None
+        if gain.get("exposure.gain_factor") is not None:
+            self.ramp.meta.setdefault("exposure", {})["gain_factor"] = gain.get("exposure.gain_factor")
+        return np.asarray(gain["data"], np.float32), np.asarray(readnoise["data"], np.float32)
+
+    def do_jump(self):
+        from webbflow.steps.jump import detect_jumps
+
+        r = self.ramp
+        if r.data.shape[1] <= 2:
+            return "SKIPPED"
+        gain, readnoise = self._gain_readnoise()
+        if gain is None:
+            return "SKIPPED"
+        r.gdq, r.pdq, stats = detect_jumps(
+            r.data, r.gdq, r.pdq, gain, readnoise, self.dqflags,
+            nframes=_exposure(r.meta, "nframes"), group_time=_exposure(r.meta, "group_time"),
+            **self.params("jump"))
+        for key in ("primary_cosmic_rays", "extended_emission_events"):
+            if stats.get(key) is not None:
+                r.meta.setdefault("exposure", {})[key] = stats[key]
+        return "COMPLETE"
+
+    def do_persistence(self):
+        from webbflow.steps.persistence import flag_persistence
+
+        r = self.ramp
+        r.gdq, status = flag_persistence(r.data, r.gdq, self.dqflags, meta=r.meta,
+                                         **self.params("persistence"))
+        return status
+
+    def do_ramp_fit(self):
+        from webbflow.steps.ramp_fit import fit_ramps
+
+        r = self.ramp
+        gain, readnoise = self._gain_readnoise()
+        if gain is None:
+            raise WebbflowError(self.source, "ramp_fit needs GAIN and READNOISE references")
+        p = self.params("ramp_fit")
+        self.fit = fit_ramps(
+            r.data, r.gdq, r.pdq, readnoise, gain, self.dqflags,
+            frame_time=_exposure(r.meta, "frame_time"), group_time=_exposure(r.meta, "group_time"),
+            nframes=_exposure(r.meta, "nframes"), groupgap=_exposure(r.meta, "groupgap"),
+            drop_frames1=_exposure(r.meta, "drop_frames1") or 0,
+            suppress_one_group=p.get("suppress_one_group", True),
+            average_dark_current=r.average_dark_current, zeroframe=r.zeroframe,
+            firstgroup=p.get("firstgroup"), lastgroup=p.get("lastgroup"),
+            save_opt=p.get("save_opt", False), is_miri=self.is_miri)
+        return "COMPLETE"
+
+    def do_gain_scale(self):
+        from webbflow.steps.gain_scale import scale_gain
+
+        factor = _exposure(self.ramp.meta, "gain_factor")
+        if self.fit is None or factor is None:
+            return "SKIPPED"
+        self.fit.rate = scale_gain(*self.fit.rate, factor)
+        self.fit.rateints = scale_gain(*self.fit.rateints, factor)
+        return "COMPLETE"
+
+
+def _image_product(model_type, meta, arrays, int_times=None):
+    sci, dq, var_poisson, var_rnoise, err = arrays
+    product = Product(model_type, meta=meta, arrays={
+        "data": np.asarray(sci, np.float32), "dq": np.asarray(dq, np.uint32),
+        "err": np.asarray(err, np.float32), "var_poisson": np.asarray(var_poisson, np.float32),
+        "var_rnoise": np.asarray(var_rnoise, np.float32)})
+    if int_times is not None and model_type == "CubeModel":
+        product.tables["int_times"] = int_times
+    return product
+
+
+def run_detector1(uncal_path, refs, config, dqflags, *, context):
+    """Calibrate one raw exposure. Returns {"rate", "rateints", ["ramp"], ["fitopt"]}
+    as Products; the caller writes them."""
+    import copy
+
+    from webbflow.crds.references import provenance
+
+    ramp = read_ramp(uncal_path)
+    pipeline = Detector1(ramp, refs, config, dqflags, source=uncal_path)
+    fit = pipeline.run()
+    meta = ramp.meta
+    provenance(meta, {k: v for k, v in refs.items()}, context)
+    outputs = {}
+    if config.get("save_calibrated_ramp"):
+        arrays = {"data": ramp.data, "groupdq": ramp.gdq, "pixeldq": ramp.pdq,
+                  "err": np.zeros(ramp.data.shape, np.float32)}
+        if ramp.zeroframe is not None:
+            arrays["zeroframe"] = ramp.zeroframe
+        outputs["ramp"] = Product("RampModel", meta=copy.deepcopy(meta), arrays=arrays)
+    if fit is None:
+        raise WebbflowError(uncal_path, "ramp_fit is skipped: no rate product can be made")
+    rate_meta = copy.deepcopy(meta)
+    rate_meta["bunit_data"] = "DN/s"
+    rate_meta["bunit_err"] = "DN/s"
+    outputs["rate"] = _image_product("ImageModel", rate_meta, fit.rate)
+    outputs["rateints"] = _image_product("CubeModel", copy.deepcopy(rate_meta), fit.rateints,
+                                         ramp.int_times)
+    if fit.fitopt:
+        outputs["fitopt"] = Product("RampFitOutputModel", meta=copy.deepcopy(meta),
+                                    arrays={k: np.asarray(v, np.float32) for k, v in fit.fitopt.items()})
+    return outputs

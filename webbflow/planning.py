@@ -1,0 +1,285 @@
+"""What the workflow runs: exposures found in a program directory, their headers, the
+parameters and reference files of each job, and the resources it needs.
+
+Everything here is decided once, while Snakemake builds the DAG, from primary headers
+only (cached on disk by path, size and mtime), so a 1,000-exposure program plans in
+seconds and no job ever talks to CRDS.
+"""
+
+import copy
+import json
+import os
+import re
+from pathlib import Path
+
+from astropy.io import fits
+
+from webbflow.errors import WebbflowError
+from webbflow.io import datamodels
+from webbflow.io.products import set_meta
+
+# MAST exposure names: jw<ppppp><ooo><vvv>_<gg><s><aa>_<eeeee>[-seg<NNN>]_<detector>
+EXPOSURE_PATTERN = r"jw\d{11}_\d{5}_\d{5}(?:-seg\d{3})?_[a-z0-9]+"
+# an exposure wildcard may carry the sub-directory it was delivered in
+EXPOSURE_WILDCARD = r"(?:[^/]+/)*" + EXPOSURE_PATTERN
+_EXPOSURE_RE = re.compile(EXPOSURE_PATTERN + "$")
+
+STATE_DIR = ".webbflow"
+CONTEXT_PIN = "webbflow_crds_context.txt"
+
+# the datamodel keywords a plan needs from a primary header
+_PLAN_KEYWORDS = (
+    "meta.instrument.name", "meta.instrument.detector", "meta.instrument.filter",
+    "meta.instrument.pupil", "meta.instrument.channel", "meta.instrument.module",
+    "meta.instrument.band", "meta.instrument.grating", "meta.instrument.fixed_slit",
+    "meta.instrument.coronagraph", "meta.exposure.type", "meta.exposure.readpatt",
+    "meta.exposure.nints", "meta.exposure.ngroups", "meta.exposure.nframes",
+    "meta.exposure.groupgap", "meta.exposure.noutputs", "meta.exposure.integration_start",
+    "meta.exposure.integration_end", "meta.subarray.name", "meta.subarray.xstart",
+    "meta.subarray.ystart", "meta.subarray.xsize", "meta.subarray.ysize",
+    "meta.observation.date", "meta.observation.time", "meta.observation.program_number",
+    "meta.observation.observation_number", "meta.observation.visit_number",
+    "meta.visit.tsovisit", "meta.exposure.gain_factor",
+)
+
+DETECTOR1_STEPS_NIR = (
+    "group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity",
+    "dark_current", "charge_migration", "jump", "clean_flicker_noise", "persistence",
+    "ramp_fit", "gain_scale",
+)
+DETECTOR1_STEPS_MIRI = (
+    "group_scale", "dq_init", "emicorr", "saturation", "ipc", "firstframe", "lastframe",
+    "reset", "linearity", "rscd", "dark_current", "refpix", "charge_migration", "jump",
+    "clean_flicker_noise", "persistence", "ramp_fit", "gain_scale",
+)
+# reference types per step, as the official steps declare them
+STEP_REFTYPES = {
+    "dq_init": ("mask",),
+    "emicorr": ("emicorr",),
+    "saturation": ("saturation", "superbias"),
+    "ipc": ("ipc",),
+    "superbias": ("superbias",),
+    "refpix": ("refpix", "sirskernel"),
+    "linearity": ("linearity",),
+    "reset": ("reset",),
+    "rscd": ("rscd",),
+    "dark_current": ("dark",),
+    "jump": ("gain", "readnoise"),
+    "ramp_fit": ("readnoise", "gain"),
+    "gain_scale": ("gain",),
+}
+
+
+def detector1_steps(instrument):
+    return DETECTOR1_STEPS_MIRI if instrument == "MIRI" else DETECTOR1_STEPS_NIR
+
+
+# ---------------------------------------------------------------------------- discovery
+
+
+def discover(root, suffix="uncal"):
+    """Exposure stems (relative paths without ``_<suffix>.fits``) under ``root``, sorted."""
+    root = Path(root)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in ("logs", "benchmarks")]
+        for name in filenames:
+            if not name.endswith(f"_{suffix}.fits"):
+                continue
+            stem = name[: -len(f"_{suffix}.fits")]
+            if _EXPOSURE_RE.match(stem):
+                rel = Path(dirpath, stem).relative_to(root)
+                found.append(rel.as_posix())
+    return sorted(found)
+
+
+# ---------------------------------------------------------------------------- headers
+
+
+def _read_plan_header(path):
+    try:
+        header = fits.getheader(path, 0)
+    except Exception as exc:
+        raise WebbflowError(path, f"unreadable FITS header ({exc})") from None
+    keywords = datamodels.model_layout("Level1bModel")["keywords"]
+    meta = {}
+    for dotted in _PLAN_KEYWORDS:
+        keyword, hdu = keywords[dotted]
+        if hdu == "PRIMARY" and keyword in header:
+            value = header[keyword]
+            if isinstance(value, (str, int, float, bool)):
+                set_meta(meta, dotted, value)
+    return meta
+
+
+class HeaderCache:
+    """Primary-header metadata per file, kept in ``.webbflow/headers.json``."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.path = self.root / STATE_DIR / "headers.json"
+        try:
+            self.entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+        self.dirty = False
+
+    def get(self, relpath):
+        full = self.root / relpath
+        stat = full.stat()
+        key = f"{stat.st_size}:{stat.st_mtime_ns}"
+        entry = self.entries.get(relpath)
+        if entry is None or entry["key"] != key:
+            try:
+                entry = {"key": key, "meta": _read_plan_header(full), "problem": None}
+            except WebbflowError as exc:
+                entry = {"key": key, "meta": {}, "problem": str(exc)}
+            entry["size"] = stat.st_size
+            self.entries[relpath] = entry
+            self.dirty = True
+        return entry
+
+    def save(self):
+        if self.dirty:
+            _atomic_json(self.path, self.entries)
+            self.dirty = False
+
+
+def _atomic_json(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def is_tso(meta):
+    value = meta.get("visit", {}).get("tsovisit")
+    return value is True or str(value).upper() in ("T", "TRUE")
+
+
+# ---------------------------------------------------------------------------- parameters
+
+
+def _deep_merge(base, update):
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _matches(when, meta):
+    instrument = meta.get("instrument", {})
+    checks = {
+        "instrument": instrument.get("name"),
+        "detector": instrument.get("detector"),
+        "exp_type": meta.get("exposure", {}).get("type"),
+        "tso": is_tso(meta),
+    }
+    for key, wanted in when.items():
+        have = checks[key]
+        if key in ("exp_type", "detector"):
+            if not re.fullmatch(str(wanted), str(have or "")):
+                return False
+        elif have != wanted:
+            return False
+    return True
+
+
+def stage_config(config, stage, meta):
+    """The ``config[stage]`` block with every matching per-mode override applied."""
+    merged = copy.deepcopy(config.get(stage, {}))
+    for override in config.get("overrides", []):
+        if _matches(override["when"], meta) and stage in override["set"]:
+            _deep_merge(merged, override["set"][stage])
+    return merged
+
+
+def detector1_reftypes(meta, steps):
+    instrument = meta.get("instrument", {}).get("name")
+    wanted = []
+    for step in detector1_steps(instrument):
+        if steps.get(step, {}).get("skip", False):
+            continue
+        for reftype in STEP_REFTYPES.get(step, ()):
+            if reftype == "superbias" and instrument == "MIRI":
+                continue
+            if reftype not in wanted:
+                wanted.append(reftype)
+    return wanted
+
+
+def canonical(value):
+    """A parameter block as a string Snakemake compares exactly (key order irrelevant)."""
+    return json.dumps(value, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------- CRDS
+
+
+def crds_settings(config, root):
+    settings = dict(config.get("crds") or {})
+    if not settings.get("path") and not os.environ.get("CRDS_PATH"):
+        settings["path"] = str(Path(root) / "crds_cache")
+    return settings
+
+
+def pinned_context(root, requested, resolve):
+    """The CRDS context of this program: the requested one, else the pinned one, else
+    the cache's operational context; the choice is written to the pin file."""
+    pin = Path(root) / CONTEXT_PIN
+    if requested:
+        context = requested
+    elif pin.exists():
+        context = pin.read_text().strip()
+    else:
+        context = resolve()
+    if not pin.exists() or pin.read_text().strip() != context:
+        pin.write_text(context + "\n")
+    return context
+
+
+class ReferenceCache:
+    """Best references per (context, reftypes, CRDS-relevant header), on disk."""
+
+    def __init__(self, root, context):
+        self.path = Path(root) / STATE_DIR / f"refs_{context}.json"
+        try:
+            self.entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+        self.dirty = False
+
+    def lookup(self, meta, reftypes, compute):
+        key = canonical([meta, sorted(reftypes)])
+        if key not in self.entries:
+            self.entries[key] = compute()
+            self.dirty = True
+        return self.entries[key]
+
+    def save(self):
+        if self.dirty:
+            _atomic_json(self.path, self.entries)
+            self.dirty = False
+
+
+# ---------------------------------------------------------------------------- resources
+
+
+def ramp_gigabytes(meta, file_size):
+    exposure = meta.get("exposure", {})
+    subarray = meta.get("subarray", {})
+    try:
+        pixels = (int(exposure["nints"]) * int(exposure["ngroups"])
+                  * int(subarray["xsize"]) * int(subarray["ysize"]))
+        return pixels * 2 / 1e9
+    except (KeyError, TypeError, ValueError):
+        return file_size / 1e9
+
+
+def detector1_resources(meta, file_size, limits):
+    gigabytes = ramp_gigabytes(meta, file_size)
+    mem_mb = int(600 + limits.get("mem_mb_per_gb_of_ramp", 3000) * gigabytes)
+    threads = max(1, min(int(limits.get("max_threads_per_job", 4)), 1 + int(gigabytes / 0.1)))
+    return threads, mem_mb

@@ -1,0 +1,260 @@
+"""Synthetic programs: which exposures to take, and their complete level-1b metadata.
+
+Pure functions: an :class:`ExposureSpec` says what the observatory does; ``exposure_meta``
+turns it into the ``meta`` tree a MAST ``uncal`` file carries. Writing is done by
+``webbflow.sim.observatory``.
+"""
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import astropy.units as u
+from astropy.time import Time
+
+# readout patterns: (NFRAMES, GROUPGAP) as in the NIRCam/NIRISS/MIRI documentation
+READOUT_PATTERNS = {
+    "NIRCAM": {"RAPID": (1, 0), "BRIGHT1": (1, 1), "BRIGHT2": (2, 0), "SHALLOW2": (2, 3),
+               "SHALLOW4": (4, 1), "MEDIUM2": (2, 8), "MEDIUM8": (8, 2), "DEEP2": (2, 18),
+               "DEEP8": (8, 12)},
+    "NIRISS": {"NISRAPID": (1, 0), "NIS": (4, 0)},
+    "FGS": {"FGSRAPID": (1, 0), "FGS": (4, 0)},
+    "MIRI": {"FAST": (1, 0), "SLOW": (1, 0)},
+}
+
+# channel/module/pupil facts a NIRCam detector name implies
+NIRCAM_DETECTORS = {
+    "NRCA1": ("SHORT", "A"), "NRCA2": ("SHORT", "A"), "NRCA3": ("SHORT", "A"),
+    "NRCA4": ("SHORT", "A"), "NRCALONG": ("LONG", "A"), "NRCB1": ("SHORT", "B"),
+    "NRCB2": ("SHORT", "B"), "NRCB3": ("SHORT", "B"), "NRCB4": ("SHORT", "B"),
+    "NRCBLONG": ("LONG", "B"),
+}
+
+
+def _base36(value, width):
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while value:
+        value, rem = divmod(value, 36)
+        out = digits[rem] + out
+    return out.rjust(width, "0")
+
+
+def frame_time(instrument, xsize, ysize, noutputs, readpatt="FAST"):
+    """Frame time in seconds from the detector clocking.
+
+    Near-IR: (columns per output + 12 overhead) x (rows + 1) x 10 us, which gives the
+    10.73676 s of a full frame. MIRI: 2.77504 s for the full FAST frame, scaled by the
+    number of pixels read (SLOW is 9x slower per pixel).
+    """
+    if instrument == "MIRI":
+        fast = 2.77504 * (xsize * ysize) / (1032 * 1024)
+        return round(fast * (9.0 if readpatt.startswith("SLOW") else 1.0), 5)
+    return round((xsize / noutputs + 12) * (ysize + 1) * 1e-5, 5)
+
+
+@dataclass(frozen=True)
+class ExposureSpec:
+    instrument: str
+    detector: str
+    exp_type: str
+    filter: str
+    readpatt: str
+    ngroups: int
+    nints: int
+    subarray: str = "FULL"
+    xstart: int = 1
+    ystart: int = 1
+    xsize: int | None = None
+    ysize: int | None = None
+    pupil: str | None = None
+    noutputs: int | None = None
+    program: str = "01234"
+    observation: int = 1
+    visit: int = 1
+    visit_group: int = 2
+    sequence: int = 1
+    activity: int = 1
+    exposure: int = 1
+    tso: bool = False
+    target_ra: float = 53.16
+    target_dec: float = -27.78
+    dither_arcsec: tuple = (0.0, 0.0)
+    start: str = "2023-01-10T03:00:00"
+    seed: int = 1
+    scene: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def full_shape(self):
+        return (1024, 1032) if self.instrument == "MIRI" else (2048, 2048)
+
+    @property
+    def size(self):
+        ny, nx = self.full_shape
+        return (self.xsize or nx, self.ysize or ny)
+
+    @property
+    def outputs(self):
+        if self.noutputs:
+            return self.noutputs
+        xsize, _ = self.size
+        return 4 if (self.instrument != "MIRI" and xsize == 2048) else 1
+
+    @property
+    def nframes_groupgap(self):
+        return READOUT_PATTERNS[self.instrument][self.readpatt]
+
+    @property
+    def basename(self):
+        return (f"jw{self.program}{self.observation:03d}{self.visit:03d}_"
+                f"{self.visit_group:02d}{self.sequence}{_base36(self.activity, 2)}_"
+                f"{self.exposure:05d}_{self.detector.lower()}")
+
+
+def exposure_meta(spec, fastaxis, slowaxis):
+    """The level-1b ``meta`` tree of one exposure, as MAST delivers it."""
+    nframes, groupgap = spec.nframes_groupgap
+    xsize, ysize = spec.size
+    tframe = frame_time(spec.instrument, xsize, ysize, spec.outputs, spec.readpatt)
+    tgroup = round((nframes + groupgap) * tframe, 5)
+    frames_per_int = spec.ngroups * nframes + (spec.ngroups - 1) * groupgap
+    integration_time = frames_per_int * tframe
+    # one reset frame between integrations
+    duration = spec.nints * (integration_time + tframe)
+    start = Time(spec.start, scale="utc")
+    end = start + duration * u.s
+    mid = start + duration / 2 * u.s
+
+    instrument = {"name": spec.instrument, "detector": spec.detector, "filter": spec.filter}
+    if spec.instrument == "NIRCAM":
+        channel, module = NIRCAM_DETECTORS[spec.detector]
+        instrument.update(channel=channel, module=module, pupil=spec.pupil or "CLEAR")
+    elif spec.instrument in ("NIRISS", "FGS") and spec.instrument == "NIRISS":
+        instrument["pupil"] = spec.pupil or "CLEARP"
+    exposure = {
+        "type": spec.exp_type, "readpatt": spec.readpatt, "nints": spec.nints,
+        "ngroups": spec.ngroups, "nframes": nframes, "groupgap": groupgap,
+        "frame_time": tframe, "group_time": tgroup, "frame_divisor": nframes,
+        "nresets_at_start": 1, "nresets_between_ints": 1, "drop_frames1": 0,
+        "drop_frames3": 0, "integration_time": round(integration_time, 5),
+        "exposure_time": round(integration_time * spec.nints, 5),
+        "duration": round(duration, 5), "start_time": start.mjd, "mid_time": mid.mjd,
+        "end_time": end.mjd, "zero_frame": False, "noutputs": spec.outputs,
+        "measurement_time": round((spec.ngroups - 1) * tgroup * spec.nints, 5),
+        "effective_exposure_time": round(integration_time * spec.nints, 5),
+        "elapsed_exposure_time": round(integration_time * spec.nints, 5),
+        "count": 1, "integration_start": 1, "integration_end": spec.nints,
+    }
+    if spec.instrument == "MIRI":
+        exposure.update(miri_fsw_nframes=1, miri_fsw_ngroups=spec.ngroups)
+    obs_id = (f"V{spec.program}{spec.observation:03d}{spec.visit:03d}"
+              f"P{spec.visit_group:02d}{spec.sequence}{_base36(spec.activity, 2)}")
+    observation = {
+        "date": start.isot[:10], "time": start.isot[11:23], "date_beg": start.isot,
+        "date_end": end.isot, "program_number": spec.program,
+        "observation_number": f"{spec.observation:03d}", "visit_number": f"{spec.visit:03d}",
+        "visit_group": f"{spec.visit_group:02d}", "sequence_id": str(spec.sequence),
+        "activity_id": _base36(spec.activity, 2), "exposure_number": f"{spec.exposure:05d}",
+        "obs_id": obs_id, "visit_id": f"{spec.program}{spec.observation:03d}{spec.visit:03d}",
+        "observation_label": "webbflow synthetic observation",
+    }
+    dra = spec.dither_arcsec[0] / 3600.0 / np.cos(np.radians(spec.target_dec))
+    ddec = spec.dither_arcsec[1] / 3600.0
+    return {
+        "telescope": "JWST",
+        "origin": "webbflow synthetic observatory",
+        "instrument": instrument,
+        "exposure": exposure,
+        "subarray": {"name": spec.subarray, "xstart": spec.xstart, "ystart": spec.ystart,
+                     "xsize": xsize, "ysize": ysize, "fastaxis": fastaxis, "slowaxis": slowaxis},
+        "observation": observation,
+        "program": {"pi_name": "Synthetic, Observer", "title": "webbflow demo program",
+                    "category": "GO"},
+        "target": {"catalog_name": "SYNTHETIC-FIELD", "proposer_name": "synthetic field",
+                   "ra": spec.target_ra, "dec": spec.target_dec, "type": "FIXED"},
+        "visit": {"tsovisit": spec.tso, "type": "PRIME_TARGETED_FIXED",
+                  "engineering_quality": "OK"},
+        "pointing": {"ra_v1": spec.target_ra + dra, "dec_v1": spec.target_dec + ddec,
+                     "pa_v3": 90.0},
+        "wcsinfo": {"ra_ref": spec.target_ra + dra, "dec_ref": spec.target_dec + ddec,
+                    "roll_ref": 90.0, "v3yangle": 0.0, "vparity": -1, "wcsaxes": 2},
+        "velocity_aberration": {"scale_factor": 1.0},
+        "dither": {"position_number": spec.exposure, "x_offset": spec.dither_arcsec[0],
+                   "y_offset": spec.dither_arcsec[1]},
+    }
+
+
+def int_times(meta):
+    """The INT_TIMES table: start/mid/end of each integration (MJD UTC and TDB)."""
+    exposure = meta["exposure"]
+    nints = exposure["nints"]
+    step = (exposure["integration_time"] + exposure["frame_time"]) / 86400.0
+    length = exposure["integration_time"] / 86400.0
+    table = np.zeros(nints, dtype=[
+        ("integration_number", ">i4"), ("int_start_MJD_UTC", ">f8"), ("int_mid_MJD_UTC", ">f8"),
+        ("int_end_MJD_UTC", ">f8"), ("int_start_BJD_TDB", ">f8"), ("int_mid_BJD_TDB", ">f8"),
+        ("int_end_BJD_TDB", ">f8")])
+    starts = exposure["start_time"] + np.arange(nints) * step
+    table["integration_number"] = np.arange(1, nints + 1)
+    table["int_start_MJD_UTC"] = starts
+    table["int_mid_MJD_UTC"] = starts + length / 2
+    table["int_end_MJD_UTC"] = starts + length
+    # TDB - UTC is 69.184 s in this era; barycentric light time is left out
+    for which in ("start", "mid", "end"):
+        table[f"int_{which}_BJD_TDB"] = table[f"int_{which}_MJD_UTC"] + 69.184 / 86400.0
+    return table
+
+
+def demo_program():
+    """Small, mixed, quick: every stage-1 path the project supports, in a few minutes."""
+    nircam = dict(instrument="NIRCAM", detector="NRCA1", exp_type="NRC_IMAGE", filter="F200W")
+    return [
+        # a dithered pair on a subarray with frame averaging and several integrations
+        ExposureSpec(**nircam, readpatt="BRIGHT2", ngroups=6, nints=2, subarray="SUB320",
+                     xstart=1, ystart=1, xsize=320, ysize=320, exposure=1,
+                     dither_arcsec=(0.0, 0.0), seed=11),
+        ExposureSpec(**nircam, readpatt="BRIGHT2", ngroups=6, nints=2, subarray="SUB320",
+                     xstart=1, ystart=1, xsize=320, ysize=320, exposure=2,
+                     dither_arcsec=(0.5, 0.3), seed=12),
+        # frame-averaged pattern with a group gap
+        ExposureSpec(**nircam, readpatt="SHALLOW4", ngroups=4, nints=1, subarray="SUB320",
+                     xstart=1, ystart=1, xsize=320, ysize=320, exposure=3, seed=13),
+        # NIRISS imaging, a 3-group ramp and a 2-group ramp
+        ExposureSpec(instrument="NIRISS", detector="NIS", exp_type="NIS_IMAGE", filter="F150W",
+                     readpatt="NISRAPID", ngroups=3, nints=1, subarray="SUB256",
+                     xstart=1793, ystart=1793, xsize=256, ysize=256, observation=2, seed=21),
+        ExposureSpec(instrument="NIRISS", detector="NIS", exp_type="NIS_IMAGE", filter="F150W",
+                     readpatt="NISRAPID", ngroups=2, nints=1, subarray="SUB256",
+                     xstart=1793, ystart=1793, xsize=256, ysize=256, observation=2, exposure=2,
+                     seed=22),
+        # MIRI imaging with several integrations (RSCD and RESET)
+        ExposureSpec(instrument="MIRI", detector="MIRIMAGE", exp_type="MIR_IMAGE",
+                     filter="F770W", readpatt="FAST", ngroups=10, nints=2, subarray="SUB256",
+                     xstart=413, ystart=51, xsize=256, ysize=256, observation=3, seed=31),
+        # time series: many integrations (the sigma-clip jump path)
+        ExposureSpec(instrument="NIRCAM", detector="NRCA1", exp_type="NRC_TSIMAGE",
+                     filter="F210M", readpatt="RAPID", ngroups=5, nints=100,
+                     subarray="SUB64P", xstart=1, ystart=1, xsize=64, ysize=64, tso=True,
+                     observation=4, seed=41),
+    ]
+
+
+def fullframe_program():
+    """Benchmark sizes: NIRCam full frame, MIRI full frame, a TSO cube."""
+    return [
+        ExposureSpec(instrument="NIRCAM", detector="NRCA1", exp_type="NRC_IMAGE",
+                     filter="F200W", readpatt="RAPID", ngroups=10, nints=1, seed=101),
+        ExposureSpec(instrument="MIRI", detector="MIRIMAGE", exp_type="MIR_IMAGE",
+                     filter="F770W", readpatt="FAST", ngroups=50, nints=2, observation=2,
+                     seed=102),
+        ExposureSpec(instrument="NIRCAM", detector="NRCA1", exp_type="NRC_TSIMAGE",
+                     filter="F210M", readpatt="RAPID", ngroups=45, nints=50, subarray="GENERIC",
+                     xstart=1, ystart=1, xsize=512, ysize=512, tso=True, observation=3,
+                     seed=103),
+    ]
+
+
+PROGRAMS = {"demo": demo_program, "fullframe": fullframe_program}
+
+
+def with_seed(spec, seed):
+    return replace(spec, seed=seed)
