@@ -23,6 +23,7 @@ from pathlib import Path
 
 import asdf
 import numpy as np
+import yaml
 from astropy.io import fits
 
 from webbflow.errors import WebbflowError
@@ -188,11 +189,49 @@ def _check_complete(path, hdulist):
                                       f"{info['datLoc'] + hdu.size} bytes, file has {size}")
 
 
+class _TagTolerantLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """YAML loader that reads tagged nodes (``!core/ndarray-1.0.0``, gwcs objects) as
+    plain mappings, sequences and scalars."""
+
+
+def _construct_untagged(loader, suffix, node):
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_TagTolerantLoader.add_multi_constructor("!", _construct_untagged)
+_TagTolerantLoader.add_multi_constructor("tag:", _construct_untagged)
+
+_ASDF_PREAMBLE = (b"#ASDF 1.0.0\n#ASDF_STANDARD 1.5.0\n%YAML 1.1\n%TAG ! tag:stsci.edu:asdf/\n"
+                  b"--- !core/asdf-1.1.0\n")
+
+
+def _is_plain(value):
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
 def _read_asdf_tree(path, hdulist):
+    """The ASDF metadata tree. Plain YAML is parsed directly: loading the asdf library's
+    extensions costs seconds per process, which every Snakemake job would pay."""
     if _ASDF_EXTNAME not in hdulist:
         return {}
+    raw = hdulist[_ASDF_EXTNAME].data["ASDF_METADATA"][0].tobytes()
     try:
-        raw = hdulist[_ASDF_EXTNAME].data["ASDF_METADATA"][0].tobytes()
+        text = raw.split(b"\n...", 1)[0]
+        tree = yaml.load(text, Loader=_TagTolerantLoader)
+        if isinstance(tree, dict):
+            return {k: v for k, v in tree.items()
+                    if not k.startswith("asdf_library") and k != "history"}
+    except yaml.YAMLError:
+        pass
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with asdf.open(_io.BytesIO(raw), lazy_load=False, memmap=False,
@@ -310,9 +349,15 @@ def _plain(value):
 
 
 def _asdf_hdu(tree):
-    buffer = _io.BytesIO()
-    asdf.AsdfFile(tree).write_to(buffer)
-    data = np.frombuffer(buffer.getvalue(), dtype=np.uint8)[None, :]
+    if _is_plain(tree):
+        body = yaml.dump(tree, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
+                         default_flow_style=False, sort_keys=False, allow_unicode=False)
+        payload = _ASDF_PREAMBLE + body.encode() + b"...\n"
+    else:
+        buffer = _io.BytesIO()
+        asdf.AsdfFile(tree).write_to(buffer)
+        payload = buffer.getvalue()
+    data = np.frombuffer(payload, dtype=np.uint8)[None, :]
     column = fits.Column(name="ASDF_METADATA", format=f"{data.shape[1]}B", array=data)
     return fits.BinTableHDU.from_columns([column], name=_ASDF_EXTNAME)
 

@@ -47,6 +47,10 @@ class Ramp:
     average_dark_current: np.ndarray | None = None
 
 
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _exposure(meta, key, default=None):
     return meta.get("exposure", {}).get(key, default)
 
@@ -198,8 +202,11 @@ class Detector1:
         kernel = self.ref("ipc")
         if kernel is None:
             return "SKIPPED"
+        sub = self.ramp.meta.get("subarray", {})
         self.ramp.data = correct_ipc(self.ramp.data, np.asarray(kernel["data"], np.float32),
-                                     instrument=self.instrument, meta=self.ramp.meta)
+                                     instrument=self.instrument, xstart=sub.get("xstart", 1),
+                                     ystart=sub.get("ystart", 1), xsize=sub.get("xsize"),
+                                     ysize=sub.get("ysize"))
         return "COMPLETE"
 
     def do_superbias(self):
@@ -272,23 +279,24 @@ class Detector1:
         from webbflow.steps.charge_migration import flag_charge_migration
 
         r = self.ramp
-        r.gdq = flag_charge_migration(r.data, r.gdq, self.dqflags,
-                                      signal_threshold=self.params("charge_migration")["signal_threshold"])
-        return "COMPLETE"
+        r.gdq, status = flag_charge_migration(
+            r.data, r.gdq, self.dqflags, **self.params("charge_migration"))
+        return status
 
     def do_firstframe(self):
-        from webbflow.steps.firstframe import flag_first_frame
+        from webbflow.steps.firstframe import flag_firstframe
 
         r = self.ramp
-        r.gdq = flag_first_frame(r.data, r.gdq, self.dqflags, **self.params("firstframe"))
-        return "COMPLETE"
+        r.gdq, r.pdq, status = flag_firstframe(r.gdq, r.pdq, self.dqflags,
+                                               **self.params("firstframe"))
+        return status
 
     def do_lastframe(self):
-        from webbflow.steps.lastframe import flag_last_frame
+        from webbflow.steps.lastframe import flag_lastframe
 
         r = self.ramp
-        r.gdq = flag_last_frame(r.gdq, self.dqflags)
-        return "COMPLETE"
+        r.gdq, status = flag_lastframe(r.gdq, self.dqflags)
+        return status
 
     def do_reset(self):
         from webbflow.steps.reset import subtract_reset
@@ -298,8 +306,10 @@ class Detector1:
             return "SKIPPED"
         r = self.ramp
         reset_dq = np.asarray(reset["dq"], np.uint32) if reset.has("dq") else np.zeros_like(r.pdq)
-        r.data, r.pdq = subtract_reset(r.data, r.pdq, np.asarray(reset["data"], np.float32),
-                                       reset_dq, self.dqflags)
+        r.data, r.pdq = subtract_reset(
+            r.data, r.pdq, np.asarray(reset["data"], np.float32), reset_dq, self.dqflags,
+            integration_start=_exposure(r.meta, "integration_start"),
+            integration_end=_exposure(r.meta, "integration_end"), nints=_exposure(r.meta, "nints"))
         return "COMPLETE"
 
     def do_rscd(self):
@@ -309,8 +319,20 @@ class Detector1:
         if rscd is None:
             return "SKIPPED"
         r = self.ramp
-        r.gdq, r.pdq, status = flag_rscd(r.data, r.gdq, r.pdq, rscd.tables["rscd_group_skip_table"],
-                                         self.dqflags, meta=r.meta)
+        subarray = r.meta["subarray"]["name"]
+        subarray = "SLITLESSPRISM" if subarray.upper() == "SUBPRISM" else subarray
+        readpatt = _exposure(r.meta, "readpatt")
+        for row in rscd.tables.get("rscd_group_skip_table", []):
+            if _text(row["subarray"]) == subarray and _text(row["readpatt"]) == readpatt:
+                skip1, skip2 = int(row["group_skip1"]), int(row["group_skip"])
+                break
+        else:
+            log.warning("rscd: no row for SUBARRAY=%s READPATT=%s", subarray, readpatt)
+            return "SKIPPED"
+        r.gdq, r.pdq, status = flag_rscd(
+            r.gdq, r.pdq, 1 if skip1 < 0 else skip1, skip2, self.dqflags,
+            nints=_exposure(r.meta, "nints"),
+            integration_start=_exposure(r.meta, "integration_start") or 1)
         return status
 
     def _gain_readnoise(self):
@@ -340,11 +362,19 @@ class Detector1:
         return "COMPLETE"
 
     def do_persistence(self):
-        from webbflow.steps.persistence import flag_persistence
+        from webbflow.steps.persistence import flag_persistence, persistence_group_times
 
+        p = self.params("persistence")
+        if p.get("persistence_time") is None:
+            return "SKIPPED"
         r = self.ramp
-        r.gdq, status = flag_persistence(r.data, r.gdq, self.dqflags, meta=r.meta,
-                                         **self.params("persistence"))
+        times = persistence_group_times(
+            r.data.shape[0], r.data.shape[1], _exposure(r.meta, "start_time"),
+            _exposure(r.meta, "integration_time"), _exposure(r.meta, "group_time"),
+            None if r.int_times is None else r.int_times["int_start_MJD_UTC"])
+        r.gdq, _, status = flag_persistence(
+            r.data, r.gdq, None, times, p["persistence_time"], self.dqflags,
+            dn_threshold=p.get("dn_threshold"), persistence_dnu=p.get("persistence_dnu", False))
         return status
 
     def do_ramp_fit(self):
@@ -372,8 +402,10 @@ class Detector1:
         factor = _exposure(self.ramp.meta, "gain_factor")
         if self.fit is None or factor is None:
             return "SKIPPED"
-        self.fit.rate = scale_gain(*self.fit.rate, factor)
-        self.fit.rateints = scale_gain(*self.fit.rateints, factor)
+        for attr in ("rate", "rateints"):
+            sci, dq, var_poisson, var_rnoise, err = getattr(self.fit, attr)
+            sci, err, var_poisson, var_rnoise = scale_gain(sci, err, factor, var_poisson, var_rnoise)
+            setattr(self.fit, attr, (sci, dq, var_poisson, var_rnoise, err))
         return "COMPLETE"
 
 
