@@ -181,6 +181,9 @@ def flatten_meta(meta, prefix="META"):
 
 def _check_complete(path, hdulist):
     size = os.path.getsize(path)
+    if size % 2880:
+        raise WebbflowError(path, f"truncated file: {size} bytes is not a whole number of "
+                                  "2880-byte FITS blocks")
     for index, hdu in enumerate(hdulist):
         info = hdulist.fileinfo(index)
         if info["datLoc"] + hdu.size > size:
@@ -259,17 +262,20 @@ def _header_value(value):
     return value
 
 
-def read_product(path, *, model_type=None, require=("data",)):
+def read_product(path, *, model_type=None, require=None):
     """Open a product or reference file lazily.
 
-    ``require`` names the arrays that must be present; a missing one, a truncated file
-    or a non-FITS file raises :class:`WebbflowError` with a one-line message.
+    ``require`` names the arrays that must be present (default: ``data`` when the
+    datamodel has one); a missing one, a truncated file or a non-FITS file raises
+    :class:`WebbflowError` with a one-line message.
     """
     path = Path(path)
     if not path.exists():
         raise WebbflowError(path, "no such file")
     try:
-        hdulist = fits.open(path, memmap=True, lazy_load_hdus=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            hdulist = fits.open(path, memmap=True, lazy_load_hdus=False)
     except Exception as exc:
         raise WebbflowError(path, f"not a readable FITS file ({exc})") from None
     try:
@@ -312,6 +318,8 @@ def read_product(path, *, model_type=None, require=("data",)):
             tree.pop(key, None)
         product.extra_tree = {k: v for k, v in tree.items()
                               if k not in arrays and k not in tables and not k.startswith("_")}
+        if require is None:
+            require = ("data",) if "data" in arrays else ()
         for name in require:
             if not product.has(name):
                 extname = arrays.get(name, (name.upper(),))[0]

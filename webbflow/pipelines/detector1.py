@@ -434,8 +434,7 @@ def run_detector1(uncal_path, refs, config, dqflags, *, context):
     provenance(meta, {k: v for k, v in refs.items()}, context)
     outputs = {}
     if config.get("save_calibrated_ramp"):
-        arrays = {"data": ramp.data, "groupdq": ramp.gdq, "pixeldq": ramp.pdq,
-                  "err": np.zeros(ramp.data.shape, np.float32)}
+        arrays = {"data": ramp.data, "groupdq": ramp.gdq, "pixeldq": ramp.pdq}
         if ramp.zeroframe is not None:
             arrays["zeroframe"] = ramp.zeroframe
         outputs["ramp"] = Product("RampModel", meta=copy.deepcopy(meta), arrays=arrays)

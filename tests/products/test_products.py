@@ -1,0 +1,148 @@
+"""Product I/O: what webbflow writes opens in stdatamodels as the same thing; bad files
+fail with one line naming the file."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from webbflow.errors import WebbflowError
+from webbflow.io import Product, read_product, write_product
+from webbflow.sim.program import demo_program, exposure_meta, int_times
+
+REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
+
+
+def _meta():
+    return exposure_meta(demo_program()[0], -1, 2)
+
+
+def _products():
+    rng = np.random.default_rng(3)
+    meta = _meta()
+    nints, ngroups, ny, nx = 2, 3, 8, 16
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    u32 = lambda *shape: rng.integers(0, 2**31, shape, dtype=np.uint32)  # noqa: E731
+    meta["subarray"].update(xsize=nx, ysize=ny)
+    meta["exposure"].update(nints=nints, ngroups=ngroups)
+    meta.setdefault("cal_step", {})["dark_sub"] = "COMPLETE"
+    meta.setdefault("ref_file", {})["dark"] = {"name": "crds://jwst_nircam_dark_0001.fits"}
+    meta["ref_file"]["crds"] = {"context_used": "jwst_0001.pmap", "sw_version": "14.0.3"}
+    image = dict(data=f32(ny, nx), dq=u32(ny, nx), err=f32(ny, nx), var_poisson=f32(ny, nx),
+                 var_rnoise=f32(ny, nx))
+    cube = dict(data=f32(nints, ny, nx), dq=u32(nints, ny, nx), err=f32(nints, ny, nx),
+                var_poisson=f32(nints, ny, nx), var_rnoise=f32(nints, ny, nx))
+    ramp = dict(data=f32(nints, ngroups, ny, nx), pixeldq=u32(ny, nx),
+                groupdq=rng.integers(0, 255, (nints, ngroups, ny, nx), dtype=np.uint8))
+    fitopt = {k: f32(nints, 2, ny, nx) for k in ("slope", "sigslope", "yint", "sigyint",
+                                                 "weights", "var_poisson", "var_rnoise")}
+    fitopt.update(pedestal=f32(nints, ny, nx), crmag=f32(nints, ngroups, ny, nx))
+    return {
+        "uncal": Product("Level1bModel", dict(meta), {"data": rng.integers(0, 65535, (nints, ngroups, ny, nx), dtype=np.uint16)},
+                         tables={"int_times": int_times(meta)}),
+        "ramp": Product("RampModel", dict(meta), ramp),
+        "rate": Product("ImageModel", dict(meta, bunit_data="DN/s", bunit_err="DN/s"), image),
+        "rateints": Product("CubeModel", dict(meta, bunit_data="DN/s"), cube,
+                            tables={"int_times": int_times(meta)}),
+        "fitopt": Product("RampFitOutputModel", dict(meta), fitopt),
+    }
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("suffix", ["uncal", "ramp", "rate", "rateints", "fitopt"])
+def test_written_products_open_in_stdatamodels(tmp_path, suffix, monkeypatch):
+    monkeypatch.setenv("STRICT_VALIDATION", "true")
+    from stdatamodels.jwst import datamodels
+
+    product = _products()[suffix]
+    path = write_product(tmp_path / f"jw01234001001_02101_00001_nrca1_{suffix}.fits", product)
+    with datamodels.open(path) as model:
+        assert type(model).__name__ == product.model_type
+        model.validate()
+        for name, array in product.arrays.items():
+            np.testing.assert_array_equal(getattr(model, name), array)
+        assert model.meta.instrument.detector == "NRCA1"
+        assert model.meta.exposure.ngroups == 3
+        assert model.meta.subarray.xsize == 16
+        assert model.meta.observation.date == product.meta["observation"]["date"]
+        assert model.meta.ref_file.crds.context_used == "jwst_0001.pmap"
+        assert model.meta.ref_file.dark.name == "crds://jwst_nircam_dark_0001.fits"
+        assert model.meta.cal_step.dark_sub == "COMPLETE"
+        if "int_times" in product.tables:
+            np.testing.assert_allclose(model.int_times["int_mid_MJD_UTC"],
+                                       product.tables["int_times"]["int_mid_MJD_UTC"])
+    # and back through our reader, unchanged
+    again = read_product(path)
+    for name, array in product.arrays.items():
+        np.testing.assert_array_equal(again[name], array)
+    assert again.get("exposure.type") == "NRC_IMAGE"
+
+
+def test_ramp_rows_are_read_lazily(tmp_path):
+    product = _products()["uncal"]
+    path = write_product(tmp_path / "x_uncal.fits", product)
+    lazy = read_product(path)
+    np.testing.assert_array_equal(lazy.rows("data", 2, 5), product["data"][..., 2:5, :])
+    assert lazy.rows("data", 2, 5).dtype == np.uint16
+    assert lazy.shape("data") == product["data"].shape
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    product = _products()["rate"]
+    target = tmp_path / "x_rate.fits"
+
+    def explode(self, *args, **kwargs):
+        Path(args[0]).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fits.HDUList, "writeto", explode)
+    with pytest.raises(OSError):
+        write_product(target, product)
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_file_is_one_clear_error(tmp_path):
+    path = write_product(tmp_path / "x_uncal.fits", _products()["uncal"])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 4000])
+    with pytest.raises(WebbflowError, match=r"x_uncal.fits: truncated file"):
+        read_product(path)
+
+
+def test_not_fits_is_one_clear_error(tmp_path):
+    path = tmp_path / "x_uncal.fits"
+    path.write_text("hello")
+    with pytest.raises(WebbflowError, match="x_uncal.fits: not a readable FITS file"):
+        read_product(path)
+
+
+def test_missing_sci_is_one_clear_error(tmp_path):
+    path = write_product(tmp_path / "x_uncal.fits", _products()["uncal"])
+    with fits.open(path) as hdulist:
+        del hdulist["SCI"]
+        hdulist.writeto(tmp_path / "nosci_uncal.fits")
+    with pytest.raises(WebbflowError, match="nosci_uncal.fits: missing SCI extension"):
+        read_product(tmp_path / "nosci_uncal.fits")
+
+
+@pytest.mark.parametrize("path", [
+    "other/jw01714001001_02103_00003_mirimage_i2d_cutout64.fits",
+    "other/starbug2_jw01227002001_02105_00001_nrcalong_cutout100x100_cal.fits",
+    "uncal/jw01019001001_gs-acq1_2022117003102_uncal.fits",
+    "rate_cal/MIRI_5582_89_S_20180308-010230_SCE1_pipe_rateints.fits",
+    "rate_cal/niriss_ami_1093/ABDor/jw01093012001_03102_00001_nis_cal.fits",
+])
+def test_real_products_read(path):
+    full = REALDATA / path
+    if not full.exists():
+        pytest.skip(f"{full} not present")
+    with fits.open(full) as hdulist:
+        sci = hdulist["SCI"].data
+        instrument = hdulist[0].header["INSTRUME"]
+    product = read_product(full)
+    np.testing.assert_array_equal(product["data"], sci)
+    assert product.get("instrument.name") == instrument
+    assert product["data"].dtype.isnative

@@ -1,0 +1,352 @@
+"""numba kernels for two-point-difference jump detection (stcal ``twopoint_difference``).
+
+Called only from :mod:`webbflow.steps.jump`. Detection works on one pixel's first
+differences at a time (pooled over integrations), in electrons, with the dtype
+sequence of stcal (float32 cube, float32 differences widened to float64, float32
+iterative medians) so that threshold decisions match. Rows run in parallel; neighbour
+flagging is split into a "source" pass and an "apply" pass so that no two threads
+write the same pixel.
+"""
+
+import math
+
+import numpy as np
+from numba import prange
+
+from webbflow.kernels._options import njit
+
+MODE_ITERATIVE = 0
+MODE_SINGLE_PASS = 1
+MODE_SIGMA_CLIP = 2
+
+
+@njit
+def _sort_small(v):
+    """In-place ascending sort; insertion sort for the short per-pixel arrays."""
+    n = v.shape[0]
+    if n > 24:
+        v.sort()
+        return
+    for j in range(1, n):
+        t = v[j]
+        k = j - 1
+        while k >= 0 and v[k] > t:
+            v[k + 1] = v[k]
+            k -= 1
+        v[k + 1] = t
+
+
+@njit
+def _median_of(buf, n):
+    """Median of buf[:n] (sorted in place); NaN for n == 0."""
+    if n == 0:
+        return np.nan
+    v = buf[:n]
+    _sort_small(v)
+    m = n >> 1
+    if n & 1:
+        return v[m]
+    return (v[m - 1] + v[m]) / 2.0
+
+
+@njit
+def _load_row(data, gdq, y, rowd, rowq):
+    """Copy row y of the cube (all ints/groups) into contiguous scratch buffers."""
+    nints, ngroups, _, nx = data.shape
+    for i in range(nints):
+        for k in range(ngroups):
+            for x in range(nx):
+                rowd[i, k, x] = data[i, k, y, x]
+                rowq[i, k, x] = gdq[i, k, y, x]
+
+
+@njit
+def _load_diffs(rowd, rowq, g, x, dnu_sat, d):
+    """First differences in electrons; NaN where either group is DO_NOT_USE/SATURATED."""
+    nints, ngroups = rowd.shape[0], rowd.shape[1]
+    g = np.float32(g)
+    for i in range(nints):
+        prev = np.float32(np.nan)
+        for k in range(ngroups):
+            if rowq[i, k, x] & dnu_sat:
+                cur = np.float32(np.nan)
+            else:
+                cur = np.float32(rowd[i, k, x] * g)
+            if k > 0:
+                d[i, k - 1] = np.float64(np.float32(cur - prev))
+            prev = cur
+
+
+@njit
+def _robust_abs_median(ad, buf):
+    """stcal calc_med_first_diffs on |diffs| of one pixel (nints, ndiffs)."""
+    nints, nd = ad.shape
+    n = 0
+    mx = -np.inf
+    for i in range(nints):
+        for k in range(nd):
+            v = ad[i, k]
+            if not math.isnan(v):
+                n += 1
+                if v > mx:
+                    mx = v
+    if n < 2:
+        return np.nan, n
+    m = 0
+    mn = np.inf
+    for i in range(nints):
+        for k in range(nd):
+            v = ad[i, k]
+            if math.isnan(v):
+                continue
+            if v < mn:
+                mn = v
+            if n >= 4 and v == mx:
+                continue
+            buf[m] = v
+            m += 1
+    if n == 2:
+        return mn, n
+    return _median_of(buf, m), n
+
+
+@njit(parallel=True)
+def _detect(data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
+            flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src):
+    """Two-point-difference detection; sets JUMP_DET in gdq (later group of a pair).
+
+    rn2 : float32 (ny, nx), (read noise in e-)**2.  nframes : read-noise divisor
+    (0.5 * n_reads_groupdiff). mode : MODE_*. rej/thr3/thr2 : thresholds for >=4, 3
+    and 2 usable differences. Writes the signed nan-median difference and sigma
+    (float64) used later for neighbour and after-jump flagging, and, if flag_nbrs, the
+    neighbour-flagging sources (see :func:`_neighbor_sources`) into src.
+    """
+    nints, ngroups, ny, nx = data.shape
+    nd = ngroups - 1
+    dnu_sat = dnu | sat
+    for y in prange(ny):
+        d = np.empty((nints, nd), dtype=np.float64)
+        ad = np.empty((nints, nd), dtype=np.float64)
+        buf = np.empty(nints * nd + 1, dtype=np.float64)
+        col = np.empty(nints, dtype=np.float64)
+        keep = np.empty(nints, dtype=np.bool_)
+        ratio = np.empty((nints, nd), dtype=np.float64)
+        imax = np.empty(nints, dtype=np.float64)
+        rowd = np.empty((nints, ngroups, nx), dtype=np.float32)
+        rowq = np.empty((nints, ngroups, nx), dtype=np.uint8)
+        _load_row(data, gdq, y, rowd, rowq)
+        for x in range(nx):
+            _load_diffs(rowd, rowq, gain[y, x], x, dnu_sat, d)
+            rnv = np.float64(rn2[y, x]) / nframes
+            # signed nan-median over ints and groups, and the expected noise
+            n = 0
+            for i in range(nints):
+                for k in range(nd):
+                    if not math.isnan(d[i, k]):
+                        buf[n] = d[i, k]
+                        n += 1
+            med = _median_of(buf, n)
+            sig = math.sqrt(abs(med) + rnv)
+            if sig == 0.0:
+                sig = np.nan
+            med_out[y, x] = med
+            sig_out[y, x] = sig
+            if mode == MODE_SINGLE_PASS:
+                for i in range(nints):
+                    for k in range(nd):
+                        v = d[i, k]
+                        if math.isfinite(v) and abs(v - med) / sig > rej:
+                            gdq[i, k + 1, y, x] |= jump
+            elif mode == MODE_SIGMA_CLIP:
+                for k in range(nd):
+                    for i in range(nints):
+                        col[i] = d[i, k]
+                        keep[i] = math.isfinite(col[i])
+                    for _ in range(5):
+                        m = 0
+                        for i in range(nints):
+                            if keep[i]:
+                                buf[m] = col[i]
+                                m += 1
+                        if m == 0:
+                            break
+                        c = _median_of(buf, m)
+                        mean = 0.0
+                        for j in range(m):
+                            mean += buf[j]
+                        mean /= m
+                        var = 0.0
+                        for j in range(m):
+                            var += (buf[j] - mean) ** 2
+                        std = math.sqrt(var / m)
+                        lo = c - std * rej
+                        hi = c + std * rej
+                        changed = 0
+                        for i in range(nints):
+                            if keep[i] and (col[i] < lo or col[i] > hi):
+                                keep[i] = False
+                                changed += 1
+                        if changed == 0:
+                            break
+                    for i in range(nints):
+                        if (not keep[i]) and math.isfinite(col[i]) and \
+                                (gdq[i, k + 1, y, x] & dnu_sat) == 0:
+                            gdq[i, k + 1, y, x] |= jump
+            else:
+                for i in range(nints):
+                    for k in range(nd):
+                        ad[i, k] = abs(d[i, k])
+                it = 0
+                while True:
+                    mi, nuse = _robust_abs_median(ad, buf)
+                    if it > 0:
+                        mi = np.float64(np.float32(mi))
+                    si = math.sqrt(abs(mi) + rnv)
+                    if si == 0.0:
+                        si = np.nan
+                    if nuse >= 4:
+                        thr = rej
+                    elif nuse == 3:
+                        thr = thr3
+                    elif nuse == 2:
+                        thr = thr2
+                    else:
+                        break
+                    gmax = -np.inf
+                    anyfinite = False
+                    for i in range(nints):
+                        imax[i] = -np.inf
+                        for k in range(nd):
+                            r = np.float64(abs(np.float32(ad[i, k] - mi))) / si
+                            ratio[i, k] = r
+                            if not math.isnan(r):
+                                anyfinite = True
+                                if r > imax[i]:
+                                    imax[i] = r
+                        if imax[i] > gmax:
+                            gmax = imax[i]
+                    if not anyfinite:
+                        break
+                    found = False
+                    for i in range(nints):
+                        if not imax[i] > thr:
+                            continue
+                        for k in range(nd):
+                            if ratio[i, k] == gmax:
+                                gdq[i, k + 1, y, x] |= jump
+                                ad[i, k] = np.nan
+                                found = True
+                    if not found:
+                        break
+                    it += 1
+            if flag_nbrs:
+                for i in range(nints):
+                    src[i, 0, y, x] = 0
+                    for k in range(nd):
+                        f = 0
+                        if gdq[i, k + 1, y, x] & jump:
+                            r = abs(d[i, k] - med) / sig
+                            if r < rmax and r > rmin:
+                                f = 1
+                        src[i, k + 1, y, x] = f
+        cnt = 0
+        for i in range(nints):
+            for k in range(ngroups):
+                for x in range(nx):
+                    if gdq[i, k, y, x] & jump:
+                        cnt += 1
+        ncr_rows[y] = cnt
+
+
+@njit(parallel=True)
+def _neighbor_sources(data, gdq, gain, med, sig, dnu, sat, jump, rmin, rmax, src):
+    """src[i, g] = 1 where a jump at group g has rmin < |d - med|/sigma < rmax."""
+    nints, ngroups, ny, nx = data.shape
+    dnu_sat = dnu | sat
+    for y in prange(ny):
+        d = np.empty((nints, ngroups - 1), dtype=np.float64)
+        rowd = np.empty((nints, ngroups, nx), dtype=np.float32)
+        rowq = np.empty((nints, ngroups, nx), dtype=np.uint8)
+        _load_row(data, gdq, y, rowd, rowq)
+        for x in range(nx):
+            _load_diffs(rowd, rowq, gain[y, x], x, dnu_sat, d)
+            for i in range(nints):
+                src[i, 0, y, x] = 0
+                for k in range(ngroups - 1):
+                    s = 0
+                    if gdq[i, k + 1, y, x] & jump:
+                        r = abs(d[i, k] - med[y, x]) / sig[y, x]
+                        if r < rmax and r > rmin:
+                            s = 1
+                    src[i, k + 1, y, x] = s
+
+
+@njit(parallel=True)
+def _apply_neighbors(gdq, src, dnu, sat, jump):
+    """JUMP_DET where this pixel or an edge neighbour is a source, unless SAT/DNU."""
+    nints, ngroups, ny, nx = gdq.shape
+    dnu_sat = dnu | sat
+    for y in prange(ny):
+        for i in range(nints):
+            for k in range(1, ngroups):
+                for x in range(nx):
+                    if gdq[i, k, y, x] & dnu_sat:
+                        continue
+                    f = src[i, k, y, x]
+                    if y > 0:
+                        f |= src[i, k, y - 1, x]
+                    if y < ny - 1:
+                        f |= src[i, k, y + 1, x]
+                    if x > 0:
+                        f |= src[i, k, y, x - 1]
+                    if x < nx - 1:
+                        f |= src[i, k, y, x + 1]
+                    if f:
+                        gdq[i, k, y, x] |= jump
+
+
+@njit(parallel=True)
+def _after_jump(data, gdq, gain, med, dnu, sat, jump, e1, n1, e2, n2):
+    """Flag n1 (n2) groups after jumps of amplitude >= e1 (e2) electrons."""
+    nints, ngroups, ny, nx = data.shape
+    dnu_sat = dnu | sat
+    for y in prange(ny):
+        d = np.empty((nints, ngroups - 1), dtype=np.float64)
+        add = np.empty(ngroups, dtype=np.bool_)
+        rowd = np.empty((nints, ngroups, nx), dtype=np.float32)
+        rowq = np.empty((nints, ngroups, nx), dtype=np.uint8)
+        _load_row(data, gdq, y, rowd, rowq)
+        for x in range(nx):
+            _load_diffs(rowd, rowq, gain[y, x], x, dnu_sat, d)
+            for i in range(nints):
+                for k in range(ngroups):
+                    add[k] = False
+                for k in range(1, ngroups):
+                    if not (gdq[i, k, y, x] & jump):
+                        continue
+                    e = d[i, k - 1] - med[y, x]
+                    n = 0
+                    if e >= e1 and n1 > n:
+                        n = n1
+                    if e >= e2 and n2 > n:
+                        n = n2
+                    if e >= e1 or e >= e2:
+                        add[k] = True
+                    for j in range(k + 1, min(k + n + 1, ngroups)):
+                        add[j] = True
+                for k in range(ngroups):
+                    if add[k] and (gdq[i, k, y, x] & dnu_sat) == 0:
+                        gdq[i, k, y, x] |= jump
+
+
+@njit(parallel=True)
+def _cleanup(gdq, dnu, sat, jump):
+    """Remove JUMP_DET from groups that are also DO_NOT_USE or SATURATED."""
+    nints, ngroups, ny, nx = gdq.shape
+    for y in prange(ny):
+        for i in range(nints):
+            for k in range(ngroups):
+                for x in range(nx):
+                    v = gdq[i, k, y, x]
+                    if (v & jump) and (v & (dnu | sat)):
+                        gdq[i, k, y, x] = v - jump

@@ -1,0 +1,245 @@
+"""Kernels for the reference-pixel correction ('median' algorithm).
+
+The clipped means reproduce numpy/scipy bit for bit: numpy's pairwise summation (blocks
+of 8, PW_BLOCKSIZE 128), mean/var divisions rounded to the array dtype, and
+``scipy.stats.sigmaclip``'s loop, all in the dtype of the values (float32, or float64 when
+the official code works on a float64 buffer).
+"""
+
+import numpy as np
+from numba import prange
+
+from webbflow.kernels._options import njit
+
+
+@njit
+def _leaf_sum(a, lo, n):
+    """numpy's pairwise-sum leaf (n <= 128): 8 accumulators, then the tail."""
+    if n < 8:
+        res = a[lo]
+        for i in range(lo + 1, lo + n):
+            res += a[i]
+        return res
+    r0 = a[lo]
+    r1 = a[lo + 1]
+    r2 = a[lo + 2]
+    r3 = a[lo + 3]
+    r4 = a[lo + 4]
+    r5 = a[lo + 5]
+    r6 = a[lo + 6]
+    r7 = a[lo + 7]
+    m = n - (n % 8)
+    i = 8
+    while i < m:
+        j = lo + i
+        r0 += a[j]
+        r1 += a[j + 1]
+        r2 += a[j + 2]
+        r3 += a[j + 3]
+        r4 += a[j + 4]
+        r5 += a[j + 5]
+        r6 += a[j + 6]
+        r7 += a[j + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit
+def _pairwise_sum(a, lo, n):
+    """numpy's pairwise sum of a[lo:lo+n] (n >= 1) in a's dtype, without recursion
+    (recursive kernels do not survive numba's on-disk cache)."""
+    if n <= 128:
+        return _leaf_sum(a, lo, n)
+    los = np.empty(256, np.int64)
+    ns = np.empty(256, np.int64)
+    phase = np.empty(256, np.int64)
+    res = np.empty(128, a.dtype)
+    sp = 0
+    rsp = 0
+    los[0] = lo
+    ns[0] = n
+    phase[0] = 0
+    sp = 1
+    while sp > 0:
+        sp -= 1
+        l = los[sp]
+        m = ns[sp]
+        if m <= 128:
+            res[rsp] = _leaf_sum(a, l, m)
+            rsp += 1
+        elif phase[sp] == 0:
+            n2 = m // 2
+            n2 -= n2 % 8
+            phase[sp] = 1
+            sp += 1
+            los[sp] = l + n2
+            ns[sp] = m - n2
+            phase[sp] = 0
+            sp += 1
+            los[sp] = l
+            ns[sp] = n2
+            phase[sp] = 0
+            sp += 1
+        else:
+            res[rsp - 2] = res[rsp - 2] + res[rsp - 1]
+            rsp -= 1
+    return res[0]
+
+
+@njit
+def _np_mean(c, n, tmp):
+    """numpy ``c[:n].mean()`` in c's dtype (tmp: 1-element array of that dtype)."""
+    tmp[0] = np.float64(_pairwise_sum(c, 0, n)) / n
+    return tmp[0]
+
+
+@njit
+def _clipped_mean(vals, siglimit):
+    """The official ``Dataset.sigma_clip`` on already-selected good values.
+
+    Returns (status, value): status 0 = no value (None), 1 = value has vals' dtype,
+    2 = float64 (zero-variance branch, ``mean(dtype=float64)``).
+    """
+    n = vals.shape[0]
+    if n == 0:
+        return 0, np.nan
+    allfinite = True
+    allequal = True
+    v0 = vals[0]
+    for k in range(n):
+        v = vals[k]
+        if not np.isfinite(v):
+            allfinite = False
+        if v != v0:
+            allequal = False
+    if allfinite and allequal:
+        return 2, np.float64(v0)
+    if not allfinite:
+        return 1, np.nan
+    tmp = np.empty(1, vals.dtype)
+    tmp[0] = siglimit
+    lim = tmp[0]
+    c = vals.copy()
+    x = np.empty_like(c)
+    size = n
+    while True:
+        if size == 0:
+            return 1, np.nan
+        mean = _np_mean(c, size, tmp)
+        for k in range(size):
+            d = c[k] - mean
+            x[k] = d * d
+        var = _np_mean(x, size, tmp)
+        std = np.sqrt(var)
+        lo = mean - std * lim
+        hi = mean + std * lim
+        m = 0
+        for k in range(size):
+            v = c[k]
+            if v >= lo and v <= hi:
+                c[m] = v
+                m += 1
+        if m == size:
+            break
+        size = m
+    if size == 0:
+        return 1, np.nan
+    return 1, np.float64(_np_mean(c, size, tmp))
+
+
+@njit(parallel=True)
+def _subtract_columns(group, colsig, colmask):
+    """group[y, x] = dtype(float64(group[y, x]) - colsig[x]) where colmask[x]."""
+    ny, nx = group.shape
+    for y in prange(ny):
+        for x in range(nx):
+            if colmask[x]:
+                group[y, x] = np.float64(group[y, x]) - colsig[x]
+
+
+@njit
+def _insertion_sort(w, n):
+    """Sort w[:n] in place (small windows; cheaper to compile than np.sort)."""
+    for k in range(1, n):
+        v = w[k]
+        j = k - 1
+        while j >= 0 and w[j] > v:
+            w[j + 1] = w[j]
+            j -= 1
+        w[j + 1] = v
+
+
+@njit
+def _median_sorted(w, n):
+    """numpy median of w[:n] (w sorted, no NaN) in w's dtype, returned as float64."""
+    h = n // 2
+    if n % 2 == 1:
+        return np.float64(w[h])
+    s = w[h - 1] + w[h]
+    return np.float64(s) / 2
+
+
+@njit(parallel=True)
+def _side_medians(group, dq, c0, c1, length, dnu, out):
+    """Running median (official ``median_filter``) over columns c0..c1-1 of ``group``.
+
+    Rows are reflected about the edges (edge row not repeated); DO_NOT_USE pixels are
+    excluded; windows without good pixels or containing NaN give NaN.
+    """
+    ny = group.shape[0]
+    L = length if length % 2 == 1 else length + 1
+    buf = L // 2
+    for i in prange(ny):
+        w = np.empty(length * (c1 - c0), group.dtype)
+        n = 0
+        hasnan = False
+        for j in range(i, i + length):
+            r = j - buf
+            if r < 0:
+                r = -r
+            elif r > ny - 1:
+                r = 2 * (ny - 1) - r
+            for cc in range(c0, c1):
+                if (dq[r, cc] & dnu) == 0:
+                    v = group[r, cc]
+                    if np.isnan(v):
+                        hasnan = True
+                    w[n] = v
+                    n += 1
+        if n == 0 or hasnan:
+            out[i] = np.nan
+        else:
+            _insertion_sort(w, n)
+            out[i] = _median_sorted(w, n)
+
+
+@njit(parallel=True)
+def _apply_side(group, side, gain, out):
+    """out[y, x] = float32(float64(group[y, x]) - gain * side[y])."""
+    ny, nx = group.shape
+    for y in prange(ny):
+        s = gain * side[y]
+        for x in range(nx):
+            out[y, x] = np.float32(np.float64(group[y, x]) - s)
+
+
+@njit(parallel=True)
+def _shift_frame(dst, src, sign):
+    """dst = float32(float64(dst) + sign * float64(src)) (MIRI first-read subtraction)."""
+    ngroups, ny, nx = dst.shape
+    for y in prange(ny):
+        for g in range(ngroups):
+            for x in range(nx):
+                dst[g, y, x] = np.float32(np.float64(dst[g, y, x]) + sign * np.float64(src[y, x]))
+
+
+@njit(parallel=True)
+def _subtract_rows_cols(group, r0, r1, rstep, c0, c1, cstep, sig):
+    for y in prange((r1 - r0 + rstep - 1) // rstep):
+        yy = r0 + y * rstep
+        for x in range(c0, c1, cstep):
+            group[yy, x] = np.float32(np.float64(group[yy, x]) - sig)

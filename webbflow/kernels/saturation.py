@@ -1,0 +1,128 @@
+"""Kernels for saturation flagging (stcal.saturation.flag_saturated_pixels semantics)."""
+
+import numpy as np
+from numba import prange
+
+from webbflow.kernels._options import njit
+
+
+@njit(parallel=True)
+def _effective_threshold(sat_thresh, sat_dq, no_sat_check, atod_limit, thr, nosat, pdq):
+    """NaN / NO_SAT_CHECK thresholds -> atod_limit + 1; pdq |= sat_dq (+NO_SAT_CHECK on NaN)."""
+    ny, nx = sat_thresh.shape
+    big = np.float32(atod_limit + 1)
+    for y in prange(ny):
+        for x in range(nx):
+            t = sat_thresh[y, x]
+            d = sat_dq[y, x]
+            isnan = np.isnan(t)
+            if isnan:
+                d |= no_sat_check
+            ns = ((sat_dq[y, x] & no_sat_check) == no_sat_check) or isnan
+            nosat[y, x] = ns
+            thr[y, x] = big if ns else t
+            pdq[y, x] |= d
+
+
+@njit(parallel=True)
+def _dilate(src, flag, n, out):
+    """out[y, x] = True where any pixel of the (2n+1)^2 box around (y, x) has src & flag."""
+    ny, nx = src.shape
+    for y in prange(ny):
+        y0 = max(0, y - n)
+        y1 = min(ny, y + n + 1)
+        for x in range(nx):
+            x0 = max(0, x - n)
+            x1 = min(nx, x + n + 1)
+            hit = False
+            for yy in range(y0, y1):
+                for xx in range(x0, x1):
+                    if src[yy, xx] & flag:
+                        hit = True
+                        break
+                if hit:
+                    break
+            out[y, x] = hit
+
+
+@njit(parallel=True)
+def _forward_group(plane, gdq_plane, thr, prev, sat, low_flag):
+    ny, nx = plane.shape
+    for y in prange(ny):
+        for x in range(nx):
+            v = plane[y, x]
+            if v >= thr[y, x]:
+                prev[y, x] = True
+            f = np.uint8(0)
+            if prev[y, x]:
+                f |= sat
+            if v <= 0:
+                f |= low_flag
+            gdq_plane[y, x] |= f
+
+
+@njit(parallel=True)
+def _or_where(gdq_plane, mask, flag):
+    ny, nx = gdq_plane.shape
+    for y in prange(ny):
+        for x in range(nx):
+            if mask[y, x]:
+                gdq_plane[y, x] |= flag
+
+
+@njit(parallel=True)
+def _backward_group(plane, thisdq, nextdq, thr, nosat, dilution, sat, dnu, out):
+    """Partial-saturation candidates of one group (returned as DO_NOT_USE bits in ``out``)."""
+    ny, nx = plane.shape
+    satdnu = sat | dnu
+    for y in prange(ny):
+        for x in range(nx):
+            dil = 1.0 if nosat[y, x] else dilution
+            hit = (
+                np.float64(plane[y, x]) >= np.float64(thr[y, x]) * dil
+                and (thisdq[y, x] & satdnu) == 0
+                and (nextdq[y, x] & sat) != 0
+            )
+            out[y, x] = dnu if hit else np.uint8(0)
+
+
+@njit(parallel=True)
+def _group2_check(d0, d1, dq1, dq2, thr, bias, mean0, last2, len1, sat, dnu):
+    """Flag group index 1 DO_NOT_USE for pixels that saturate within group index 1."""
+    ny, nx = d0.shape
+    flen1 = np.float32(len1)
+    for y in prange(ny):
+        for x in range(nx):
+            b = bias[y, x]
+            t = thr[y, x]
+            scigp1 = d0[y, x] - b
+            m = (np.float64(scigp1) / mean0) * last2 + np.float64(b) < np.float64(t)
+            if not m:
+                continue
+            if not (d1[y, x] - d0[y, x] > (t - d0[y, x]) / flen1):
+                continue
+            if (dq2[y, x] & sat) != 0 and (dq1[y, x] & sat) == 0:
+                dq1[y, x] |= dnu
+
+
+@njit(parallel=True)
+def _zeroframe_flags(z, thr, sat, low_flag, zdq):
+    ny, nx = z.shape
+    for y in prange(ny):
+        for x in range(nx):
+            v = z[y, x]
+            f = np.uint32(0)
+            if v >= thr[y, x]:
+                f |= sat
+            if v <= 0:
+                f |= low_flag
+            zdq[y, x] = f
+
+
+@njit(parallel=True)
+def _zero_where(z, zdq, grown):
+    ny, nx = z.shape
+    for y in prange(ny):
+        for x in range(nx):
+            if zdq[y, x] != 0 or grown[y, x]:
+                z[y, x] = np.float32(0.0)

@@ -1,0 +1,285 @@
+"""refpix: reference-pixel correction, 'median' algorithm (``jwst.refpix.reference_pixels``).
+
+Covered: NIR full frame (4 amplifiers, clipped top/bottom means per odd/even column,
+side running median), NIR subarrays with NOUTPUTS=4 (full-frame algorithm on the subarray
+embedded in a full frame) and NOUTPUTS=1 (clipped means of the REFERENCE_PIXEL-flagged
+pixels, incl. NIRSpec SUB32/SUB512/SUB512S edge columns), MIRI full frame (interleaved
+amplifiers, odd/even rows). MIRI subarrays are skipped as official.
+Not covered: NIRSpec IRS2, SIRS kernels, multistripe/superstripe readouts, ZEROFRAME.
+
+Numerical note. The official code keeps one group buffer across the whole exposure; once a
+group has had the side correction the buffer is float64, so from then on the clipped means
+and medians are computed in float64 and the top/bottom-corrected group is not rounded to
+float32 before the side correction. This is reproduced (the first group processed uses the
+float32 path) so results match bit for bit.
+"""
+
+import numpy as np
+
+from webbflow.kernels import refpix as _k
+from webbflow.steps.subarray import is_subarray, to_detector_frame, to_dms_frame
+
+__all__ = ["correct_refpix"]
+
+NIR_FULL = 2048
+NIR_AMPLIFIERS = ((0, 512), (512, 1024), (1024, 1536), (1536, 2048))
+NIR_TOP = (2044, 2048)
+NIR_BOTTOM = (0, 4)
+NIR_SIDES = ((0, 4), (2044, 2048))
+MIRI_ROWS = 1024
+MIRI_COLS = 1032
+NRS_EDGELESS_SUBARRAYS = ("SUB512", "SUB512S", "SUB32")
+
+
+def _clip(vals, siglimit):
+    """Clipped mean as the numpy scalar type the official code ends up with, or None."""
+    status, value = _k._clipped_mean(np.ascontiguousarray(vals), float(siglimit))
+    if status == 0:
+        return None
+    if status == 2:
+        return np.float64(value)
+    return vals.dtype.type(value)
+
+
+def _avg_with_none(a, b):
+    if a is None and b is None:
+        return None
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return 0.5 * (a + b)
+
+
+def _good(values, dq, dnu):
+    return values[(dq & dnu) == 0]
+
+
+def _nir_top_bottom(det, pdq_det, dnu, odd_even_columns, siglimit, colsig, colmask):
+    """Per-column top/bottom signal of each amplifier (official ``do_top_bottom_correction``)."""
+    colmask[:] = False
+    for c0, c1 in NIR_AMPLIFIERS:
+        if odd_even_columns:
+            sig = {}
+            for parity, start in (("odd", c0), ("even", c0 + 1)):
+                edge = []
+                for r0, r1 in (NIR_TOP, NIR_BOTTOM):
+                    ref = det[r0:r1, start:c1:2]
+                    dq = pdq_det[r0:r1, start:c1:2]
+                    edge.append(_clip(_good(ref, dq, dnu), siglimit))
+                sig[parity] = _avg_with_none(edge[0], edge[1])
+            if sig["odd"] is not None and sig["even"] is not None:
+                colsig[c0:c1:2] = np.float64(sig["odd"])
+                colsig[c0 + 1 : c1 : 2] = np.float64(sig["even"])
+                colmask[c0:c1] = True
+        else:
+            edge = []
+            for r0, r1 in (NIR_TOP, NIR_BOTTOM):
+                edge.append(_clip(_good(det[r0:r1, c0:c1], pdq_det[r0:r1, c0:c1], dnu), siglimit))
+            s = _avg_with_none(edge[0], edge[1])
+            if s is not None:
+                colsig[c0:c1] = np.float64(s)
+                colmask[c0:c1] = True
+
+
+def _combine_with_nans(a, b):
+    out = np.zeros(len(a), dtype=np.float64)
+    an, bn = np.isnan(a), np.isnan(b)
+    out[an & ~bn] = b[an & ~bn]
+    out[~an & bn] = a[~an & bn]
+    both = ~an & ~bn
+    out[both] = 0.5 * (a[both] + b[both])
+    return out
+
+
+def _nir_fullframe(data, pdq_det, dnu, window, fastaxis, slowaxis, odd_even_columns,
+                   use_side_ref_pixels, side_smoothing_length, side_gain, siglimit):
+    nints, ngroups = data.shape[:2]
+    full = (NIR_FULL, NIR_FULL)
+    colsig = np.zeros(NIR_FULL, np.float64)
+    colmask = np.zeros(NIR_FULL, np.bool_)
+    left = np.empty(NIR_FULL, np.float64)
+    right = np.empty(NIR_FULL, np.float64)
+    out = np.empty(full, np.float32)
+    buf_dtype = np.float32
+    for i in range(nints):
+        for g in range(ngroups):
+            if window is None:
+                buf = data[i, g].astype(buf_dtype)
+            else:
+                r0, r1, c0, c1 = window
+                buf = np.zeros(full, buf_dtype)
+                buf[r0:r1, c0:c1] = data[i, g]
+            det = np.ascontiguousarray(to_detector_frame(buf, fastaxis, slowaxis))
+            _nir_top_bottom(det, pdq_det, dnu, odd_even_columns, siglimit, colsig, colmask)
+            _k._subtract_columns(det, colsig, colmask)
+            if use_side_ref_pixels:
+                (a0, a1), (b0, b1) = NIR_SIDES
+                _k._side_medians(det, pdq_det, a0, a1, side_smoothing_length, dnu, left)
+                _k._side_medians(det, pdq_det, b0, b1, side_smoothing_length, dnu, right)
+                side = _combine_with_nans(left, right)
+                _k._apply_side(det, side, float(side_gain), out)
+                result = to_dms_frame(out, fastaxis, slowaxis)
+                buf_dtype = np.float64  # the official group buffer is float64 from now on
+            else:
+                result = to_dms_frame(det, fastaxis, slowaxis)
+            if window is None:
+                data[i, g] = result
+            else:
+                data[i, g] = result[r0:r1, c0:c1]
+
+
+def _nir_subarray(data, pdq_det, dnu, refdq, window, fastaxis, slowaxis, odd_even_columns,
+                  siglimit):
+    ref = ((pdq_det & refdq) == refdq) & ((pdq_det & dnu) != dnu)
+    rows, cols = np.nonzero(ref)
+    if rows.size == 0:
+        return
+    even = cols % 2 == 0
+    r0, r1, c0, c1 = window
+    nints, ngroups = data.shape[:2]
+    buf = np.zeros((NIR_FULL, NIR_FULL), np.float32)
+    ncols = NIR_FULL
+    colsig = np.zeros(ncols, np.float64)
+    colmask = np.zeros(ncols, np.bool_)
+    for i in range(nints):
+        for g in range(ngroups):
+            buf[r0:r1, c0:c1] = data[i, g]
+            det = np.ascontiguousarray(to_detector_frame(buf, fastaxis, slowaxis))
+            colmask[:] = False
+            if odd_even_columns:
+                ev = _clip(det[rows[even], cols[even]], siglimit)
+                od = _clip(det[rows[~even], cols[~even]], siglimit)
+                if ev is not None:
+                    colsig[0::2] = np.float64(ev)
+                    colmask[0::2] = True
+                if od is not None:
+                    colsig[1::2] = np.float64(od)
+                    colmask[1::2] = True
+            else:
+                v = _clip(det[rows, cols], siglimit)
+                if v is not None:
+                    colsig[:] = np.float64(v)
+                    colmask[:] = True
+            _k._subtract_columns(det, colsig, colmask)
+            data[i, g] = to_dms_frame(det, fastaxis, slowaxis)[r0:r1, c0:c1]
+
+
+def _miri_refvalue(grp, pdq, col, rows, dnu, siglimit):
+    return _clip(_good(grp[rows, col], pdq[rows, col], dnu), siglimit)
+
+
+def _miri_fullframe(data, pdq, dnu, odd_even_rows, siglimit):
+    nints, ngroups = data.shape[:2]
+    bad = False
+    for i in range(nints):
+        first = data[i, 0].copy()
+        _k._shift_frame(data[i], first, -1.0)
+        for g in range(1, ngroups):
+            if bad:
+                break
+            grp = data[i, g]
+            values = []
+            for amp in range(4):
+                cols = (amp, 1028 + amp)
+                if odd_even_rows:
+                    odd = [_miri_refvalue(grp, pdq, c, slice(0, MIRI_ROWS, 2), dnu, siglimit)
+                           for c in cols]
+                    even = [_miri_refvalue(grp, pdq, c, slice(1, MIRI_ROWS, 2), dnu, siglimit)
+                            for c in cols]
+                    if any(v is None for v in odd + even):
+                        bad = True
+                    values.append((odd, even))
+                else:
+                    both = [_miri_refvalue(grp, pdq, c, slice(0, MIRI_ROWS), dnu, siglimit)
+                            for c in cols]
+                    if any(v is None for v in both):
+                        bad = True
+                    values.append(both)
+            if bad:
+                break
+            for amp in range(4):
+                if odd_even_rows:
+                    (ol, orr), (el, er) = values[amp]
+                    _k._subtract_rows_cols(grp, 0, MIRI_ROWS, 2, amp, MIRI_COLS, 4,
+                                           np.float64(0.5 * (ol + orr)))
+                    _k._subtract_rows_cols(grp, 1, MIRI_ROWS, 2, amp, MIRI_COLS, 4,
+                                           np.float64(0.5 * (el + er)))
+                else:
+                    lft, rgt = values[amp]
+                    _k._subtract_rows_cols(grp, 0, MIRI_ROWS, 1, amp, MIRI_COLS, 4,
+                                           np.float64(0.5 * (lft + rgt)))
+        _k._shift_frame(data[i], first, 1.0)
+
+
+def correct_refpix(
+    data,
+    pdq,
+    dqflags,
+    *,
+    instrument,
+    fastaxis,
+    slowaxis,
+    xstart=1,
+    ystart=1,
+    xsize=None,
+    ysize=None,
+    noutputs=4,
+    subarray_name=None,
+    odd_even_columns=True,
+    use_side_ref_pixels=True,
+    side_smoothing_length=11,
+    side_gain=1.0,
+    odd_even_rows=True,
+    siglimit=3.0,
+):
+    """Subtract the reference-pixel signal from every group (in place).
+
+    data float32 (nints, ngroups, ny, nx) and pdq uint32 (ny, nx) in DMS orientation, whole
+    frames (not row blocks). fastaxis/slowaxis: FASTAXIS/SLOWAXIS keywords. xstart/ystart
+    (1-based SUBSTRT1/2 in DMS pixels) and xsize/ysize locate a subarray; noutputs is
+    NOUTPUTS; subarray_name (SUBARRAY keyword) only matters for NIRSpec SUB32/SUB512/SUB512S.
+    Returns ``(data, status)``, status "COMPLETE" or "SKIPPED" (MIRI subarray, or a subarray
+    that does not fit in the full frame), as the official step records it.
+    """
+    ny, nx = data.shape[-2:]
+    xsize = nx if xsize is None else xsize
+    ysize = ny if ysize is None else ysize
+    dnu = np.uint32(dqflags["DO_NOT_USE"])
+    refdq = np.uint32(dqflags["REFERENCE_PIXEL"])
+    miri = str(instrument).upper() == "MIRI"
+    sub = is_subarray(data.shape, "MIRI" if miri else "NIR")
+    if miri:
+        if sub:
+            return data, "SKIPPED"
+        _miri_fullframe(data, pdq, dnu, odd_even_rows, siglimit)
+        return data, "COMPLETE"
+
+    window = None
+    pdq_full = pdq
+    if sub:
+        c0 = xstart - 1
+        r0 = ystart - 1
+        c1, r1 = c0 + xsize, r0 + ysize
+        if r0 < 0 or c0 < 0 or r1 > NIR_FULL or c1 > NIR_FULL:
+            return data, "SKIPPED"
+        window = (r0, r1, c0, c1)
+        pdq_full = np.zeros((NIR_FULL, NIR_FULL), np.uint32)
+        border = dnu | refdq
+        pdq_full[0:4, :] = border
+        pdq_full[NIR_FULL - 4 :, :] = border
+        pdq_full[4 : NIR_FULL - 4, 0:4] = border
+        pdq_full[4 : NIR_FULL - 4, NIR_FULL - 4 :] = border
+        pdq_full[r0:r1, c0:c1] = pdq
+        if subarray_name in NRS_EDGELESS_SUBARRAYS:
+            pdq_full[r0:r1, c0 : c0 + 4] |= refdq
+            pdq_full[r0:r1, c1 - 4 : c1] |= refdq
+    pdq_det = np.ascontiguousarray(to_detector_frame(pdq_full, fastaxis, slowaxis))
+
+    if sub and noutputs != 4:
+        _nir_subarray(data, pdq_det, dnu, refdq, window, fastaxis, slowaxis,
+                      odd_even_columns, siglimit)
+    else:
+        _nir_fullframe(data, pdq_det, dnu, window, fastaxis, slowaxis, odd_even_columns,
+                       use_side_ref_pixels, side_smoothing_length, side_gain, siglimit)
+    return data, "COMPLETE"
