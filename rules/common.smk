@@ -54,7 +54,7 @@ def header(exposure, suffix="uncal"):
 
 
 def detector1_config(exposure):
-    return planning.stage_config(config, "detector1", header(exposure)["meta"])
+    return planning.detector1_config(config, header(exposure)["meta"])
 
 
 def get_detector1_plan(wildcards):

@@ -196,6 +196,16 @@ def stage_config(config, stage, meta):
     return merged
 
 
+def detector1_config(config, meta):
+    """The detector1 block for one exposure, holding only the steps its instrument runs,
+    so that editing a MIRI-only step does not rerun near-IR exposures."""
+    merged = stage_config(config, "detector1", meta)
+    instrument = meta.get("instrument", {}).get("name")
+    merged["steps"] = {step: block for step, block in merged.get("steps", {}).items()
+                       if step in detector1_steps(instrument)}
+    return merged
+
+
 def detector1_reftypes(meta, steps):
     instrument = meta.get("instrument", {}).get("name")
     wanted = []

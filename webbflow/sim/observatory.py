@@ -146,8 +146,6 @@ def write_detector_references(refs, det, exposures_by_window):
 
 def simulate_program(outdir, specs, *, seed=0, cosmic_ray_rate=1.5e-5, context_number=1):
     """Simulate ``specs`` into ``outdir``; returns the CRDS context written."""
-    from webbflow.sim.program import frame_time as _frame_time  # noqa: PLC0415
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     cache = outdir / "crds_cache"
@@ -163,7 +161,7 @@ def simulate_program(outdir, specs, *, seed=0, cosmic_ray_rate=1.5e-5, context_n
         for spec in dspecs:
             xsize, ysize = spec.size
             window = _Window(spec.xstart, spec.ystart, xsize, ysize)
-            tframe = _frame_time(instrument, xsize, ysize, spec.outputs, spec.readpatt)
+            tframe = spec.frame_time
             windows.setdefault((window, spec.subarray, tframe), []).append(spec)
         write_detector_references(refs, det, windows)
         for spec in dspecs:

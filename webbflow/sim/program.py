@@ -11,15 +11,7 @@ import numpy as np
 import astropy.units as u
 from astropy.time import Time
 
-# readout patterns: (NFRAMES, GROUPGAP) as in the NIRCam/NIRISS/MIRI documentation
-READOUT_PATTERNS = {
-    "NIRCAM": {"RAPID": (1, 0), "BRIGHT1": (1, 1), "BRIGHT2": (2, 0), "SHALLOW2": (2, 3),
-               "SHALLOW4": (4, 1), "MEDIUM2": (2, 8), "MEDIUM8": (8, 2), "DEEP2": (2, 18),
-               "DEEP8": (8, 12)},
-    "NIRISS": {"NISRAPID": (1, 0), "NIS": (4, 0)},
-    "FGS": {"FGSRAPID": (1, 0), "FGS": (4, 0)},
-    "MIRI": {"FAST": (1, 0), "SLOW": (1, 0)},
-}
+from webbflow.sim import readout
 
 # channel/module/pupil facts a NIRCam detector name implies
 NIRCAM_DETECTORS = {
@@ -39,17 +31,18 @@ def _base36(value, width):
     return out.rjust(width, "0")
 
 
-def frame_time(instrument, xsize, ysize, noutputs, readpatt="FAST"):
-    """Frame time in seconds from the detector clocking.
-
-    Near-IR: (columns per output + 12 overhead) x (rows + 1) x 10 us, which gives the
-    10.73676 s of a full frame. MIRI: 2.77504 s for the full FAST frame, scaled by the
-    number of pixels read (SLOW is 9x slower per pixel).
-    """
-    if instrument == "MIRI":
-        fast = 2.77504 * (xsize * ysize) / (1032 * 1024)
-        return round(fast * (9.0 if readpatt.startswith("SLOW") else 1.0), 5)
-    return round((xsize / noutputs + 12) * (ysize + 1) * 1e-5, 5)
+def frame_time(instrument, subarray, xsize, ysize, noutputs, readpatt):
+    """Frame time in seconds: the documented value where one is known
+    (``webbflow.sim.readout``), else the near-IR clocking formula; other MIRI subarrays
+    scale the full FAST frame by the pixels read (a synthetic stand-in)."""
+    try:
+        return readout.frame_time(instrument, subarray, readpatt)
+    except KeyError:
+        pass
+    if instrument != "MIRI":
+        return readout.nircam_frame_time(xsize, ysize, noutputs)
+    full = readout.frame_time("MIRI", "FULL", readpatt)
+    return round(full * max(xsize * ysize / (1032 * 1024), 0.085 / 2.775), 5)
 
 
 @dataclass(frozen=True)
@@ -101,7 +94,14 @@ class ExposureSpec:
 
     @property
     def nframes_groupgap(self):
-        return READOUT_PATTERNS[self.instrument][self.readpatt]
+        pattern = readout.READ_PATTERNS[(self.instrument, self.readpatt)]
+        return pattern.nframes, pattern.groupgap
+
+    @property
+    def frame_time(self):
+        xsize, ysize = self.size
+        return frame_time(self.instrument, self.subarray, xsize, ysize, self.outputs,
+                          self.readpatt)
 
     @property
     def basename(self):
@@ -114,7 +114,7 @@ def exposure_meta(spec, fastaxis, slowaxis):
     """The level-1b ``meta`` tree of one exposure, as MAST delivers it."""
     nframes, groupgap = spec.nframes_groupgap
     xsize, ysize = spec.size
-    tframe = frame_time(spec.instrument, xsize, ysize, spec.outputs, spec.readpatt)
+    tframe = spec.frame_time
     tgroup = round((nframes + groupgap) * tframe, 5)
     frames_per_int = spec.ngroups * nframes + (spec.ngroups - 1) * groupgap
     integration_time = frames_per_int * tframe
