@@ -1,0 +1,92 @@
+"""Stage 1 side by side with the official pipeline: same raw files, same synthetic CRDS
+cache, same switches; products compared array by array (thresholds of the stage-1 issue)."""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.oracle.compare import compare, failures
+from tests.oracle.official import official_steps, run_detector1 as run_official
+from webbflow import crds as webbflow_crds
+from webbflow import planning
+from webbflow.dqflags import PIXEL
+from webbflow.io import read_product, write_product
+from webbflow.io.truth import read_truth
+from webbflow.pipelines.detector1 import run_detector1
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+pytestmark = pytest.mark.oracle
+
+
+def _stage_config(meta):
+    return planning.detector1_config(CONFIG, meta)
+
+
+def _ours(uncal, outdir, cache, context):
+    settings = webbflow_crds.configure({"path": str(cache)})
+    meta = read_product(uncal).meta
+    stage = _stage_config(meta)
+    refs = webbflow_crds.best_references(meta, planning.detector1_reftypes(meta, stage["steps"]),
+                                         context=context, settings=settings, exposure=uncal)
+    products = run_detector1(uncal, refs, stage, PIXEL, context=context)
+    stem = Path(uncal).name[: -len("_uncal.fits")]
+    for name in ("rate", "rateints"):
+        write_product(Path(outdir) / f"{stem}_{name}.fits", products[name])
+    return stage
+
+
+@pytest.fixture(scope="module")
+def side_by_side(synthetic_program, tmp_path_factory):
+    ours = tmp_path_factory.mktemp("ours")
+    official = tmp_path_factory.mktemp("official")
+    cache = synthetic_program / "crds_cache"
+    jobs = []
+    for uncal in sorted(synthetic_program.glob("*_uncal.fits")):
+        stage = _ours(str(uncal), ours, cache, "jwst_0001.pmap")
+        jobs.append((uncal, official_steps(stage)))
+    run_official(jobs, cache, official)
+    return synthetic_program, ours, official
+
+
+CASES = {
+    "nircam_subarray_bright2_2ints": "jw01234001001_02101_00001_nrca1",
+    "nircam_subarray_dither": "jw01234001001_02101_00002_nrca1",
+    "nircam_shallow4_groupgap": "jw01234001001_02101_00003_nrca1",
+    "niriss_3_groups": "jw01234002001_02101_00001_nis",
+    "niriss_2_groups": "jw01234002001_02101_00002_nis",
+    "miri_rscd_reset_2ints": "jw01234003001_02101_00001_mirimage",
+    "tso_100_ints_sigma_clip": "jw01234004001_02101_00001_nrca1",
+}
+
+
+@pytest.mark.parametrize("suffix", ["rate", "rateints"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_matches_official(side_by_side, case, suffix):
+    _, ours, official = side_by_side
+    stem = CASES[case]
+    metrics = compare(ours / f"{stem}_{suffix}.fits", official / f"{stem}_{suffix}.fits")
+    assert not failures(metrics), metrics
+
+
+def test_rate_recovers_truth_with_honest_errors(side_by_side):
+    """(rate - true rate)/ERR over clean pixels: centred on 0 with unit width."""
+    program, ours, _ = side_by_side
+    z_all = []
+    for stem in ("jw01234001001_02101_00001_nrca1", "jw01234001001_02101_00002_nrca1",
+                 "jw01234002001_02101_00001_nis"):
+        rate = read_product(ours / f"{stem}_rate.fits")
+        truth = read_truth(program / "truth" / f"{stem}_truth.fits")
+        sci, err, dq = rate["data"], rate["err"], rate["dq"]
+        clean = (dq == 0) & np.isfinite(sci) & (err > 0) & ~truth["saturated_mask"]
+        z_all.append(((sci - truth["rate"]) / err)[clean])
+    z = np.concatenate(z_all)
+    median = np.median(z)
+    width = 1.4826 * np.median(np.abs(z - median))
+    assert z.size > 50000
+    assert abs(median) < 0.05, median
+    assert 0.9 <= width <= 1.1, width
