@@ -6,8 +6,9 @@ data. Layout and required header keys follow what the crds client checks offline
 ``references/jwst/<instrument>/<file>``.
 """
 
+import json
 import pprint
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,6 +29,7 @@ ALL_REFTYPES = (
 INSTRUMENTS = ("FGS", "MIRI", "NIRCAM", "NIRISS", "NIRSPEC")
 
 USEAFTER = "2000-01-01 00:00:00"
+RULES_RECORD = "webbflow_rules"
 
 
 @dataclass
@@ -145,7 +147,16 @@ def write_cache(root, entries, *, context_number=1, description="webbflow synthe
     }
     _write_mapping(mappings / pmap_name, header, pprint.pformat(imaps))
     _write_server_config(root, pmap_name)
+    # the rules in a form a later delivery can start from
+    (root / f"{RULES_RECORD}_{serial}.json").write_text(
+        json.dumps([asdict(e) for e in entries], indent=1))
     return pmap_name
+
+
+def read_rules(root, context_number):
+    """The entries a context was written from (see :func:`write_cache`)."""
+    path = Path(root) / f"{RULES_RECORD}_{context_number:04d}.json"
+    return [RuleEntry(**e) for e in json.loads(path.read_text())]
 
 
 def _write_server_config(root, operational_context):

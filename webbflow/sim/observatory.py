@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from webbflow.crds.cache_writer import RuleEntry, references_dir, write_cache
+from webbflow.crds.cache_writer import RuleEntry, read_rules, references_dir, write_cache
 from webbflow.dqflags import dq_def_rows
 from webbflow.io import Product, write_product
 from webbflow.io.truth import write_truth
@@ -192,3 +192,35 @@ def _simulate_exposure(outdir, spec, det, cosmic_ray_rate):
     write_truth(outdir / "truth" / f"{spec.basename}_truth.fits", truth, sources)
     log.info("wrote %s", path)
     return path
+
+
+def redeliver(cache_root, instrument, reftype, *, detector, scale=1.01, context_number=2):
+    """A new context in which one detector's ``reftype`` file is replaced by a copy with
+    its SCI scaled by ``scale``, as when an instrument team delivers a new calibration.
+    Everything else keeps its file, so only exposures using that reference change."""
+    from webbflow.io import read_product  # noqa: PLC0415
+
+    cache_root = Path(cache_root)
+    entries = read_rules(cache_root, context_number - 1)
+    replaced = {}
+    out = []
+    for entry in entries:
+        if (entry.instrument, entry.reftype) == (instrument, reftype) and \
+                entry.match.get("META.INSTRUMENT.DETECTOR") == detector:
+            if entry.filename not in replaced:
+                old = read_product(references_dir(cache_root, instrument) / entry.filename,
+                                   require=())
+                old.meta["description"] = f"redelivered {reftype} (x{scale})"
+                for name in list(old.arrays):
+                    if name in ("data", "coeffs"):
+                        old[name] = (old[name] * np.float32(scale)).astype(np.float32)
+                new_name = entry.filename.replace(".fits", f"_c{context_number:04d}.fits")
+                write_product(references_dir(cache_root, instrument) / new_name, old)
+                old.close()
+                replaced[entry.filename] = new_name
+            entry = RuleEntry(entry.instrument, entry.reftype, replaced[entry.filename],
+                              entry.match, entry.useafter)
+        out.append(entry)
+    if not replaced:
+        raise ValueError(f"no {instrument} {reftype} reference for {detector} to redeliver")
+    return write_cache(cache_root, out, context_number=context_number)
