@@ -11,6 +11,9 @@ min_version("9.19")
 configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/detector1.smk"
 

@@ -7,6 +7,13 @@ rule detector1:
     output:
         rate="{exposure}_rate.fits",
         rateints="{exposure}_rateints.fits",
+        preview=report(
+            "{exposure}_rate.png",
+            caption="../report/rate.rst",
+            category="Stage 1",
+            subcategory="rate",
+            labels={"exposure": "{exposure}"},
+        ),
     params:
         plan=get_detector1_params,
         software=f"webbflow {webbflow.__version__}",

@@ -9,6 +9,7 @@ import numba
 from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import write_product
+from webbflow.io.preview import image_preview
 from webbflow.pipelines.detector1 import run_detector1
 
 logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
@@ -24,7 +25,9 @@ try:
     products = run_detector1(snakemake.input.uncal, refs, json.loads(plan["steps"]), PIXEL,  # noqa: F821
                              context=snakemake.config["crds"]["context_used"])  # noqa: F821
     for name, path in snakemake.output.items():  # noqa: F821
-        write_product(path, products[name])
+        if name != "preview":
+            write_product(path, products[name])
+    image_preview(snakemake.output.preview, products["rate"]["data"])  # noqa: F821
 except WebbflowError as exc:
     logging.error("%s", exc)
     print(f"webbflow: {exc}", file=sys.stderr)

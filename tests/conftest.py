@@ -1,11 +1,14 @@
 """Shared fixtures: one synthetic demo program per test session."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# tests import their references as ``tests.reference...`` whatever the working directory
+sys.path.insert(0, str(REPO))
 
 # kernels compile once per machine; tests share the package's numba cache
 os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))

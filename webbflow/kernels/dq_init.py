@@ -12,10 +12,8 @@ def _initialize_dq(gdq, pdq, mask_dq, dnu):
     nints, ngroups, ny, nx = gdq.shape
     for y in prange(ny):
         for x in range(nx):
-            m = mask_dq[y, x]
-            pdq[y, x] |= m
-            f = np.uint8(m & dnu)
-            if f:
-                for i in range(nints):
-                    for g in range(ngroups):
-                        gdq[i, g, y, x] |= f
+            pdq[y, x] |= mask_dq[y, x]
+        for i in range(nints):
+            for g in range(ngroups):
+                for x in range(nx):
+                    gdq[i, g, y, x] |= np.uint8(mask_dq[y, x] & dnu)

@@ -12,9 +12,10 @@ def _subtract_reset(data, pdq, reset, reset_dq, ref_index, ngroups_corr):
     for y in prange(ny):
         for x in range(nx):
             pdq[y, x] |= reset_dq[y, x]
-            for i in range(nints):
-                k = ref_index[i]
-                for g in range(ngroups_corr):
+        for i in range(nints):
+            k = ref_index[i]
+            for g in range(ngroups_corr):
+                for x in range(nx):
                     r = reset[k, g, y, x]
                     if np.isnan(r):
                         r = np.float32(0.0)

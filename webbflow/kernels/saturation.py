@@ -25,17 +25,43 @@ def _effective_threshold(sat_thresh, sat_dq, no_sat_check, atod_limit, thr, nosa
 
 
 @njit(parallel=True)
-def _dilate(src, flag, n, out):
-    """out[y, x] = True where any pixel of the (2n+1)^2 box around (y, x) has src & flag."""
+def _row_has(src, flag, rowhas):
+    """rowhas[y] = any(src[y] & flag)."""
+    ny, nx = src.shape
+    for y in prange(ny):
+        hit = False
+        for x in range(nx):
+            if src[y, x] & flag:
+                hit = True
+                break
+        rowhas[y] = hit
+
+
+@njit(parallel=True)
+def _dilate(src, flag, n, rowhas, active, out):
+    """out[y, x] = any pixel of the (2n+1)^2 box around (y, x) has src & flag.
+
+    Only rows within n of a row with a flagged pixel (rowhas) are computed; ``active``
+    marks them (other rows of ``out`` are left stale and must be ignored).
+    """
     ny, nx = src.shape
     for y in prange(ny):
         y0 = max(0, y - n)
         y1 = min(ny, y + n + 1)
+        near = False
+        for yy in range(y0, y1):
+            if rowhas[yy]:
+                near = True
+        active[y] = near
+        if not near:
+            continue
         for x in range(nx):
             x0 = max(0, x - n)
             x1 = min(nx, x + n + 1)
             hit = False
             for yy in range(y0, y1):
+                if not rowhas[yy]:
+                    continue
                 for xx in range(x0, x1):
                     if src[yy, xx] & flag:
                         hit = True
@@ -46,9 +72,10 @@ def _dilate(src, flag, n, out):
 
 
 @njit(parallel=True)
-def _forward_group(plane, gdq_plane, thr, prev, sat, low_flag):
+def _forward_group(plane, gdq_plane, thr, prev, sat, low_flag, rowhas):
     ny, nx = plane.shape
     for y in prange(ny):
+        hit = False
         for x in range(nx):
             v = plane[y, x]
             if v >= thr[y, x]:
@@ -58,13 +85,19 @@ def _forward_group(plane, gdq_plane, thr, prev, sat, low_flag):
                 f |= sat
             if v <= 0:
                 f |= low_flag
-            gdq_plane[y, x] |= f
+            q = gdq_plane[y, x] | f
+            gdq_plane[y, x] = q
+            if q & sat:
+                hit = True
+        rowhas[y] = hit
 
 
 @njit(parallel=True)
-def _or_where(gdq_plane, mask, flag):
+def _or_where(gdq_plane, mask, active, flag):
     ny, nx = gdq_plane.shape
     for y in prange(ny):
+        if not active[y]:
+            continue
         for x in range(nx):
             if mask[y, x]:
                 gdq_plane[y, x] |= flag
@@ -120,9 +153,9 @@ def _zeroframe_flags(z, thr, sat, low_flag, zdq):
 
 
 @njit(parallel=True)
-def _zero_where(z, zdq, grown):
+def _zero_where(z, zdq, grown, active):
     ny, nx = z.shape
     for y in prange(ny):
         for x in range(nx):
-            if zdq[y, x] != 0 or grown[y, x]:
+            if zdq[y, x] != 0 or (active[y] and grown[y, x]):
                 z[y, x] = np.float32(0.0)

@@ -7,6 +7,13 @@ from webbflow.kernels.ipc import _ipc_plane
 __all__ = ["correct_ipc", "ipc_reference_pixels"]
 
 
+def _check_dtypes(**arrays):
+    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
+    for name, (arr, dtype) in arrays.items():
+        if arr.dtype != dtype:
+            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
+
+
 def ipc_reference_pixels(instrument, xstart, ystart, xsize, ysize):
     """(bottom_rows, top_rows, left_columns, right_columns) of reference pixels in the
     subarray (1-based xstart/ystart), as ``jwst.ipc.ipc_corr.get_num_ref_pixels``."""
@@ -25,6 +32,7 @@ def correct_ipc(data, kernel, *, instrument="NIRCAM", xstart=1, ystart=1, xsize=
     1-based xstart/ystart) are left unchanged and act as zeros. Whole frames only.
     NIRSpec IRS2 layouts are not handled. Returns ``data``.
     """
+    _check_dtypes(data=(data, np.float32))
     nints, ngroups, ny_all, nx_all = data.shape
     xsize = nx_all if xsize is None else xsize
     ysize = ny_all if ysize is None else ysize

@@ -11,8 +11,14 @@ pixel's first differences pooled over integrations:
   number of usable differences.
 
 Then edge-neighbour flagging, optional after-jump flagging and the JUMP_DET cleanup on
-DO_NOT_USE/SATURATED groups. Snowball (``expand_large_events``) and shower
-(``find_showers``) expansion are not implemented yet and raise NotImplementedError.
+DO_NOT_USE/SATURATED groups, and optionally snowball expansion
+(``expand_large_events``) and MIRI shower flagging (``find_showers``). Those two are
+whole-frame region operations done with the same libraries as stcal (scikit-image
+labelling/drawing, astropy Ring2DKernel and sigma_clipped_stats, scipy oaconvolve).
+
+Official quirk kept on purpose: jwst's JumpStep never passes its
+``max_shower_amplitude`` (4 DN/s) to stcal, which uses JumpData's default of 6 DN/s
+(times the group time); ``max_shower_amplitude`` is accepted but, like in jwst, unused.
 
 Row blocks: detection is per pixel, but (1) neighbour flagging reaches one row up and
 down, so a block caller must pass one halo row on each side and discard it afterwards;
@@ -66,6 +72,8 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
 
     data : float32 (nints, ngroups, ny, nx) in DN; gdq uint8 same shape; pdq uint32
     (ny, nx); gain float32 (ny, nx) e-/DN; readnoise float32 (ny, nx) CDS read noise in DN.
+    Snowball/shower parameters follow the JumpStep spec (the step doubles ``sat_expand`` and
+    ``max_extended_radius`` before passing them on; so does this function).
     ``minimum_groups`` is accepted for signature parity but, as in stcal's single-process
     path (``twopt_params.minimum_groups = 3``), 3 is used. ``all_dnu`` optionally gives
     the exposure-wide :func:`all_dnu_groups` for row-block callers.
@@ -74,10 +82,6 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
     ``n_extended_events``, ``primary_cosmic_rays`` (PRIMECRS) and
     ``extended_emission_events`` (EXTNCRS) or None, ``mode`` and ``skipped``.
     """
-    if expand_large_events:
-        raise NotImplementedError("jump: snowball flagging (expand_large_events) is not implemented yet")
-    if find_showers:
-        raise NotImplementedError("jump: shower flagging (find_showers) is not implemented yet")
     data = np.ascontiguousarray(data, dtype=np.float32)
     if data.ndim != 4 or np.shape(gdq) != data.shape or np.shape(pdq) != data.shape[2:]:
         raise ValueError("detect_jumps: data/gdq must be (nints, ngroups, ny, nx), pdq (ny, nx)")
@@ -112,6 +116,11 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
     noise_fails = min_usable_groups < 3
 
     num_primary = -99
+    # stcal NaNs DO_NOT_USE/SATURATED groups of its electron cube in place during
+    # detection; the shower search later sees that cube
+    shower_nan = None
+    if find_showers and not (sigclip_fails and noise_fails):
+        shower_nan = (gdq & np.uint8(dnu | sat)) != 0
     if not (sigclip_fails and noise_fails):
         use_sigclip = (only_use_ints and nints >= minimum_sigclip_groups) or \
             (not only_use_ints and total_groups >= minimum_sigclip_groups)
@@ -142,8 +151,10 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
                 for g in range(ngroups):
                     plane = gdq[i, g]
                     if np.all(plane & np.uint8(jump | dnu)):
-                        plane[plane == jump] = 0
-                        changed = True
+                        only_jump = plane == jump
+                        if only_jump.any():
+                            plane[only_jump] = 0
+                            changed = True
             if changed:
                 num_primary = int(np.count_nonzero(gdq & np.uint8(jump)))
                 if flag_4_neighbors:  # sources must see the cleared planes
@@ -162,6 +173,23 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
         stats["skipped"] = True
     _cleanup(gdq, dnu, sat, jump)
     stats["n_primary_crs"] = num_primary
+    if expand_large_events:
+        stats["n_extended_events"] = _flag_snowballs(
+            gdq, sat, jump, min_sat_area=min_sat_area, min_jump_area=min_jump_area,
+            expand_factor=expand_factor, sat_required=sat_required_snowball,
+            min_sat_radius_extend=min_sat_radius_extend, sat_expand=2 * sat_expand,
+            edge_size=edge_size, max_width=2 * max_extended_radius,
+            persist_groups=(int(snowball_time_masked_next_int // group_time)
+                            if mask_snowball_core_next_int else 0))
+    if find_showers:
+        stats["n_extended_events"] = _flag_showers(
+            data, gdq, pdq, gain, rn2, dqflags, shower_nan, nframes=nframes,
+            minimum_sigclip_groups=minimum_sigclip_groups,
+            snr_threshold=extend_snr_threshold, min_area=extend_min_area,
+            inner_radius=extend_inner_radius, outer_radius=extend_outer_radius,
+            expand_ratio=extend_ellipse_expand_ratio, max_width=2 * max_extended_radius,
+            groups_masked=int(time_masked_after_shower // group_time),
+            max_amplitude=_JUMPDATA_SHOWER_AMPLITUDE * group_time)
 
     # header keywords, as jwst JumpStep
     n_flagged = int(all_dnu_groups(gdq, dqflags).sum())
@@ -172,3 +200,227 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
         stats["primary_cosmic_rays"] = 1000.0 * num_primary / (total_time * npix)
         stats["extended_emission_events"] = 1e6 * stats["n_extended_events"] / (total_time * npix)
     return gdq, pdq, stats
+
+
+# --------------------------------------------------------------------------- snowballs
+# Sparse, whole-frame region work (label -> ellipse -> draw), done as in stcal with
+# scikit-image; the centre convention of stcal's ellipse tuples is kept:
+# ((x_centroid, y_centroid), (minor_len, major_len), angle_deg).
+
+
+def _regions(mask, min_area):
+    import skimage.measure
+
+    out = []
+    for reg in skimage.measure.regionprops(skimage.measure.label(mask)):
+        if reg.area_filled < min_area:
+            continue
+        out.append(((float(reg.centroid[1]), float(reg.centroid[0])),
+                    (reg.axis_minor_length - 1, reg.axis_major_length - 1),
+                    np.degrees(reg.orientation)))
+    return out
+
+
+def _ellipse_mask(cx, cy, axis1, axis2, angle, shape):
+    """Filled ellipse (full axis lengths axis1 along x, axis2 along y) in a cut-out.
+
+    Returns (row slice, col slice, bool mask) clipped to ``shape`` (rows, cols).
+    """
+    import skimage.draw
+
+    xc, yc = round(cx), round(cy)
+    half = max(round(axis1 / 2), round(axis2 / 2)) + 2
+    c0, c1 = max(xc - half, 0), min(xc + half + 1, shape[1])
+    r0, r1 = max(yc - half, 0), min(yc + half + 1, shape[0])
+    mask = np.zeros((r1 - r0, c1 - c0), bool)
+    ra, ca = round(axis2 / 2), round(axis1 / 2)
+    if ra != 0 and ca != 0:
+        rr, cc = skimage.draw.ellipse(yc - r0, xc - c0, ra, ca, mask.shape, np.radians(angle))
+        mask[rr, cc] = True
+    return slice(r0, r1), slice(c0, c1), mask
+
+
+def _inside(point, ell):
+    ang = np.radians(180 - ell[2])
+    ca, sa = np.cos(ang), np.sin(ang)
+    dx, dy = point[0] - ell[0][0], point[1] - ell[0][1]
+    u = dx * ca - dy * sa
+    v = dx * sa + dy * ca
+    big, small = (ell[1][1], ell[1][0]) if ell[1][1] >= ell[1][0] else (ell[1][0], ell[1][1])
+    return (u ** 2 / (big * 0.5) ** 2) + (v ** 2 / (small * 0.5) ** 2) <= 1
+
+
+def _flag_snowballs(gdq, sat, jump, *, min_sat_area, min_jump_area, expand_factor, sat_required,
+                    min_sat_radius_extend, sat_expand, edge_size, max_width, persist_groups):
+    """Snowball expansion (stcal flag_large_events) in place; returns the snowball count."""
+    nints, ngroups, ny, nx = gdq.shape
+    lo, hi = edge_size, max(0, ny - edge_size)
+    persist = np.zeros((nints, ny, nx), np.uint8)
+    total = 0
+    for i in range(nints):
+        next_new = None
+        for g in range(1, ngroups):
+            cur_sat = (gdq[i, g] & sat) != 0
+            new_sat = cur_sat & ((gdq[i, g - 1] & sat) == 0)
+            if g < ngroups - 1:
+                next_new = ((gdq[i, g + 1] & sat) != 0) & ~cur_sat
+            sat_ells = _regions(new_sat, min_sat_area)
+            next_ells = _regions(next_new, min_sat_area) if g < ngroups - 1 else []
+            jump_ells = _regions((gdq[i, g] & jump) != 0, min_jump_area)
+            if sat_required:
+                snow = []
+                for j, je in enumerate(jump_ells):
+                    x, y = je[0]
+                    if x < lo or y < lo or x > hi or y > hi:
+                        snow.append(j)
+                        continue
+                    if any(_inside(se[0], je) for se in sat_ells) or \
+                            any(_inside(se[0], je) for se in next_ells):
+                        snow.append(j)
+                snow = [jump_ells[j] for j in snow]
+                # saturated cores: grow the SATURATED flag in this and later groups
+                for se in sat_ells:
+                    if min(se[1]) <= min_sat_radius_extend:
+                        continue
+                    a1 = min(se[1][0] + sat_expand, max_width)
+                    a2 = min(se[1][1] + sat_expand, max_width)
+                    rs, cs, m = _ellipse_mask(se[0][0], se[0][1], a1, a2, se[2], (ny, nx))
+                    for gg in range(g, ngroups):
+                        gdq[i, gg, rs, cs][m] = sat
+                    rs, cs, m = _ellipse_mask(se[0][0], se[0][1], se[1][0], se[1][1], se[2],
+                                              (ny, nx))
+                    persist[i, rs, cs][m] = jump
+            else:
+                snow = jump_ells
+            total += len(snow)
+            for je in snow:
+                minor, major = je[1]
+                if major < minor:
+                    a1 = minor + (expand_factor - 1.0) * major
+                    a2 = major * expand_factor
+                else:
+                    a1 = minor * expand_factor
+                    a2 = major + (expand_factor - 1.0) * minor
+                a1 = round(min(a1, max_width) / 2) * 2
+                a2 = round(min(a2, max_width) / 2) * 2
+                rs, cs, m = _ellipse_mask(je[0][0], je[0][1], a1, a2, je[2], (ny, nx))
+                plane = gdq[i, g, rs, cs]
+                m &= (plane & sat) != sat
+                plane[m] |= np.uint8(jump)
+    if persist_groups >= 1:
+        last = min(persist_groups, ngroups)
+        for i in range(1, nints):
+            gdq[i, 1:last] |= persist[i - 1][None]
+    return total
+
+
+# --------------------------------------------------------------------------- showers
+_JUMPDATA_SHOWER_AMPLITUDE = 6.0  # stcal JumpData default; JumpStep's own value is unused
+
+
+def _draw_ellipses(gdq, i, g, ells, sat, jump, expand, max_width, ngroups_masked):
+    """stcal extend_ellipses(expand_by_ratio=True) for one integration/group."""
+    ngroups, ny, nx = gdq.shape[1:]
+    for e in ells:
+        minor, major = e[1]
+        if major < minor:
+            a1, a2 = minor + (expand - 1.0) * major, major * expand
+        else:
+            a1, a2 = minor * expand, major + (expand - 1.0) * minor
+        a1 = round(min(a1, max_width) / 2) * 2
+        a2 = round(min(a2, max_width) / 2) * 2
+        rs, cs, m = _ellipse_mask(e[0][0], e[0][1], a1, a2, e[2], (ny, nx))
+        for gg in range(g, min(g + ngroups_masked + 1, ngroups)):
+            plane = gdq[i, gg, rs, cs]
+            m &= (plane & sat) != sat      # stcal zeroes the stamp cumulatively
+            plane[m] |= np.uint8(jump)
+
+
+def _flag_showers(data, gdq, pdq, gain, rn2, dqflags, nan_mask, *, nframes,
+                  minimum_sigclip_groups,
+                  snr_threshold, min_area, inner_radius, outer_radius, expand_ratio, max_width,
+                  groups_masked, max_amplitude, min_diffs=10):
+    """MIRI shower flagging (stcal find_faint_extended + max_flux_showers), in place."""
+    import warnings
+
+    from astropy import stats as astats
+    from astropy.convolution import Ring2DKernel
+    from scipy import signal
+
+    dnu, sat, jump = dqflags["DO_NOT_USE"], dqflags["SATURATED"], dqflags["JUMP_DET"]
+    ref = dqflags["REFERENCE_PIXEL"]
+    nints, ngroups, ny, nx = data.shape
+    n_dnu = int(all_dnu_groups(gdq, dqflags).sum())
+    if nints * (ngroups - 1) - n_dnu < min_diffs:
+        return 0
+    ingdq = gdq.copy()
+    work = gdq.copy()
+    edata = data * gain                      # electrons, float32 as stcal
+    if nan_mask is not None:
+        edata[nan_mask] = np.nan
+    nanned = edata.copy()
+    for v in (jump + dnu, sat + dnu, sat, jump, dnu):
+        nanned[work == v] = np.nan
+    refy, refx = np.where(pdq == ref)
+    work[:, :, refy, refx] = dnu
+    diffs = np.diff(nanned, axis=1)
+    del nanned
+    kernel = Ring2DKernel(inner_radius, outer_radius).array
+    n = kernel.shape[0] // 2
+    kmean = np.mean(kernel)
+    found = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        sigclip = nints >= minimum_sigclip_groups
+        if sigclip:
+            _, med_g, std_g = astats.sigma_clipped_stats(diffs, sigma=5, axis=0)
+        else:
+            med = np.nanmedian(diffs, axis=(0, 1))
+            sig = np.sqrt(np.abs(med) + rn2 / nframes)
+        for i in range(nints):
+            if not sigclip:
+                ratio_i = np.abs(diffs[i] - med[None]) / sig[None]
+            first = 0
+            for g in range(ngroups):
+                if not np.all(work[i, g] & dnu):
+                    first = g
+                    break
+            for g in range(first + 1, ngroups):
+                if sigclip:
+                    r = np.abs(diffs[i, g - 1] - med_g[g - 1]) / std_g[g - 1]
+                else:
+                    r = ratio_i[g - 1].copy()
+                bad = ((work[i, g] | pdq) & (jump | sat | dnu)) != 0
+                r[bad] = np.nan
+                good = np.isfinite(r)
+                r[~good] = 0
+                conv = signal.oaconvolve(r, kernel, mode="same")
+                pad = np.ones((ny + kernel.shape[0] - 1, nx + kernel.shape[1] - 1))
+                pad[n:-n, n:-n] = good
+                norm = signal.oaconvolve(pad, kernel, mode="valid")
+                good &= norm > 1e-3 * kmean
+                conv /= norm
+                conv[~good] = np.nan
+                ells = _regions((conv > snr_threshold).astype(np.uint8), min_area)
+                if ells:
+                    found.append((i, g, ells))
+    total = 0
+    for i, g, ells in found:
+        total += len(ells)
+        _draw_ellipses(work, i, g, ells, sat, jump, expand_ratio, max_width, groups_masked)
+    # undo flags that change the mean difference too much (stcal max_flux_showers)
+    invalid = dnu | sat | jump
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        for i in range(nints):
+            a = edata[i].copy()
+            a[(ingdq[i] & invalid) != 0] = np.nan
+            img1 = np.nanmean(np.diff(a, axis=0), axis=0)
+            a = edata[i].copy()
+            a[(work[i] & invalid) != 0] = np.nan
+            img2 = np.nanmean(np.diff(a, axis=0), axis=0)
+            dd = np.abs(img1 - img2)
+            yy, xx = np.where(~np.isfinite(dd) | (dd > max_amplitude))
+            work[i][:, yy, xx] = ingdq[i][:, yy, xx]
+    gdq[...] = work
+    return total

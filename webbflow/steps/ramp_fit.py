@@ -8,8 +8,9 @@ all-saturated-first-group exit), read-noise conversion and output allocation.
 
 Row blocks: every pixel is independent, so the function can be run on any row block
 of a frame, *except* that the MIRI group dropping and the "group 0 saturated in every
-pixel" exit are exposure-wide decisions; a block caller must take them on the full
-frame (``miri_drop``/``check_all_saturated`` below) and pass the result.
+pixel" exit are exposure-wide decisions; a block caller takes them on the full frame
+(:func:`miri_drop`, ``np.all(gdq[:, 0] & SATURATED)``) and passes ``miri_groups=`` and
+``check_saturated=False``.
 """
 
 from dataclasses import dataclass
@@ -63,7 +64,8 @@ def _group_range(firstgroup, lastgroup, ngroups):
 
 def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_time, nframes,
               groupgap, drop_frames1=0, suppress_one_group=True, average_dark_current=None,
-              zeroframe=None, firstgroup=None, lastgroup=None, save_opt=False, is_miri=False):
+              zeroframe=None, firstgroup=None, lastgroup=None, save_opt=False, is_miri=False,
+              miri_groups=None, check_saturated=True):
     """Fit ramps; returns a :class:`RampFitResult`, or None where jwst makes no product.
 
     Parameters
@@ -80,6 +82,9 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
         var_poisson, var_rnoise, yint, sigyint, weights (nints, nseg, ny, nx), pedestal
         (nints, ny, nx) and crmag (nints, ncr, ny, nx). Costs a second pass.
     is_miri : apply MIRI leading/trailing all-DO_NOT_USE group dropping.
+    miri_groups : (first, last_exclusive) from :func:`miri_drop` on the full frame, for
+        row-block callers (default: computed here).
+    check_saturated : return None when group 0 is saturated in every pixel (stcal).
 
     Inputs are not modified.
     """
@@ -107,7 +112,7 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
 
     clear_jump_g0 = False
     if is_miri and ngroups > 1:
-        kept = miri_drop(gdq, dqflags)
+        kept = miri_drop(gdq, dqflags) if miri_groups is None else miri_groups
         if kept is None:
             return None
         first, last = kept
@@ -119,12 +124,13 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
             gdq = np.ascontiguousarray(gdq)
         ngroups = last - first
 
-    if np.all(gdq[:, 0] & sat):
+    if check_saturated and np.all(gdq[:, 0] & sat):
         return None
 
     gain = np.ascontiguousarray(gain, dtype=np.float32)
     # stcal: readnoise_2d *= gain_2d / sqrt(2 nframes)  (float64 product, stored float32)
-    rn = (np.asarray(readnoise, dtype=np.float32) * (gain / np.sqrt(2.0 * nframes))).astype(np.float32)
+    rn = np.asarray(readnoise, dtype=np.float32) * (gain / np.sqrt(2.0 * nframes))
+    rn = rn.astype(np.float32)
     if average_dark_current is None:
         dark = np.zeros((ny, nx), dtype=np.float32)
     else:

@@ -21,6 +21,13 @@ from webbflow.steps.subarray import is_subarray, to_detector_frame, to_dms_frame
 
 __all__ = ["correct_refpix"]
 
+
+def _check_dtypes(**arrays):
+    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
+    for name, (arr, dtype) in arrays.items():
+        if arr.dtype != dtype:
+            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
+
 NIR_FULL = 2048
 NIR_AMPLIFIERS = ((0, 512), (512, 1024), (1024, 1536), (1536, 2048))
 NIR_TOP = (2044, 2048)
@@ -93,7 +100,9 @@ def _combine_with_nans(a, b):
 
 
 def _nir_fullframe(data, pdq_det, dnu, window, fastaxis, slowaxis, odd_even_columns,
-                   use_side_ref_pixels, side_smoothing_length, side_gain, siglimit):
+                   use_side_ref_pixels, side_smoothing_length, side_gain, siglimit,
+                   buf_dtype=np.float32):
+    """Returns the dtype of the official group buffer after the last group."""
     nints, ngroups = data.shape[:2]
     full = (NIR_FULL, NIR_FULL)
     colsig = np.zeros(NIR_FULL, np.float64)
@@ -101,7 +110,6 @@ def _nir_fullframe(data, pdq_det, dnu, window, fastaxis, slowaxis, odd_even_colu
     left = np.empty(NIR_FULL, np.float64)
     right = np.empty(NIR_FULL, np.float64)
     out = np.empty(full, np.float32)
-    buf_dtype = np.float32
     for i in range(nints):
         for g in range(ngroups):
             if window is None:
@@ -127,6 +135,7 @@ def _nir_fullframe(data, pdq_det, dnu, window, fastaxis, slowaxis, odd_even_colu
                 data[i, g] = result
             else:
                 data[i, g] = result[r0:r1, c0:c1]
+    return buf_dtype
 
 
 def _nir_subarray(data, pdq_det, dnu, refdq, window, fastaxis, slowaxis, odd_even_columns,
@@ -232,6 +241,7 @@ def correct_refpix(
     side_gain=1.0,
     odd_even_rows=True,
     siglimit=3.0,
+    zeroframe=None,
 ):
     """Subtract the reference-pixel signal from every group (in place).
 
@@ -239,9 +249,16 @@ def correct_refpix(
     frames (not row blocks). fastaxis/slowaxis: FASTAXIS/SLOWAXIS keywords. xstart/ystart
     (1-based SUBSTRT1/2 in DMS pixels) and xsize/ysize locate a subarray; noutputs is
     NOUTPUTS; subarray_name (SUBARRAY keyword) only matters for NIRSpec SUB32/SUB512/SUB512S.
+    Pass the whole exposure in one call: the official buffer dtype (float32 for the first
+    group, float64 after it, near-IR) and MIRI's "no good reference pixels, stop" state
+    carry across integrations, so splitting the cube would change the last bits.
+    zeroframe: float32 (nints, ny, nx) or None; corrected after the groups as a 1-group
+    ramp (values that were 0 stay 0), continuing the official buffer state. MIRI ZEROFRAMEs
+    come out unchanged, as official (first-read subtraction of a 1-group ramp).
     Returns ``(data, status)``, status "COMPLETE" or "SKIPPED" (MIRI subarray, or a subarray
     that does not fit in the full frame), as the official step records it.
     """
+    _check_dtypes(data=(data, np.float32), pdq=(pdq, np.uint32))
     ny, nx = data.shape[-2:]
     xsize = nx if xsize is None else xsize
     ysize = ny if ysize is None else ysize
@@ -253,6 +270,11 @@ def correct_refpix(
         if sub:
             return data, "SKIPPED"
         _miri_fullframe(data, pdq, dnu, odd_even_rows, siglimit)
+        if zeroframe is not None:
+            zero = zeroframe == 0.0
+            with np.errstate(invalid="ignore"):
+                zeroframe[...] = (zeroframe - zeroframe) + zeroframe   # official no-op path
+            zeroframe[zero] = 0.0
         return data, "COMPLETE"
 
     window = None
@@ -276,10 +298,22 @@ def correct_refpix(
             pdq_full[r0:r1, c1 - 4 : c1] |= refdq
     pdq_det = np.ascontiguousarray(to_detector_frame(pdq_full, fastaxis, slowaxis))
 
+    zcube = None
+    if zeroframe is not None:
+        zero = zeroframe == 0.0
+        zcube = zeroframe[:, np.newaxis]
     if sub and noutputs != 4:
-        _nir_subarray(data, pdq_det, dnu, refdq, window, fastaxis, slowaxis,
-                      odd_even_columns, siglimit)
+        for cube in (data, zcube):
+            if cube is not None:
+                _nir_subarray(cube, pdq_det, dnu, refdq, window, fastaxis, slowaxis,
+                              odd_even_columns, siglimit)
     else:
-        _nir_fullframe(data, pdq_det, dnu, window, fastaxis, slowaxis, odd_even_columns,
-                       use_side_ref_pixels, side_smoothing_length, side_gain, siglimit)
+        state = np.float32
+        for cube in (data, zcube):
+            if cube is not None:
+                state = _nir_fullframe(cube, pdq_det, dnu, window, fastaxis, slowaxis,
+                                       odd_even_columns, use_side_ref_pixels,
+                                       side_smoothing_length, side_gain, siglimit, state)
+    if zeroframe is not None:
+        zeroframe[zero] = 0.0
     return data, "COMPLETE"

@@ -11,6 +11,13 @@ from webbflow.kernels import saturation as _k
 
 __all__ = ["flag_saturated", "make_read_pattern"]
 
+
+def _check_dtypes(**arrays):
+    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
+    for name, (arr, dtype) in arrays.items():
+        if arr.dtype != dtype:
+            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
+
 ATOD_LIMIT = 65535
 
 
@@ -19,10 +26,13 @@ def make_read_pattern(ngroups, nframes):
     return [[x + 1 + g * nframes for x in range(nframes)] for g in range(ngroups)]
 
 
-def _grow(plane, flag, n, work):
-    """Boolean box dilation (2n+1)^2 of ``plane & flag``."""
-    _k._dilate(plane, flag, n, work)
-    return work
+def _grow_or(plane, flag, n, rowhas, active, work, known_rows=False):
+    """plane |= flag on the (2n+1)^2 box dilation of ``plane & flag`` (rows with no flagged
+    pixel nearby are skipped)."""
+    if not known_rows:
+        _k._row_has(plane, flag, rowhas)
+    _k._dilate(plane, flag, n, rowhas, active, work)
+    _k._or_where(plane, work, active, flag)
 
 
 def flag_saturated(
@@ -47,13 +57,15 @@ def flag_saturated(
     read_pattern : list of lists of frame numbers per group (``make_read_pattern``) or None.
         When given, the backward pass (groups whose dilution factor != 1) and the group-2
         check (ngroups > 2, any NFRAMES, as in the official code) are done.
-    bias : float32 (ny, nx) superbias for the group-2 check, or None (= 0).
+    bias : float32 (ny, nx) superbias cut-out for the group-2 check, as jwst passes it (NaN
+        not zeroed), or None (= 0).
     zeroframe : float32 (nints, ny, nx) or None; saturated / <= 0 values (grown) set to 0.
 
     The charge-spill growth is not pixel-local: pass whole frames (or add a halo).
     Reference arrays are not modified (the official code mutates them).
     Returns ``(gdq, pdq, zeroframe)``.
     """
+    _check_dtypes(data=(data, np.float32), gdq=(gdq, np.uint8), pdq=(pdq, np.uint32))
     nints, ngroups, ny, nx = data.shape
     if gdq.shape != data.shape or pdq.shape != (ny, nx):
         raise ValueError("data / gdq / pdq shapes do not match")
@@ -73,6 +85,8 @@ def flag_saturated(
     if read_pattern is not None:
         dilution = [float(np.mean(rp) / rp[-1]) for rp in read_pattern]
     grown = np.empty((ny, nx), np.bool_)
+    rowhas = np.empty(ny, np.bool_)
+    active = np.empty(ny, np.bool_)
     prev = np.empty((ny, nx), np.bool_)
     flag = np.empty((ny, nx), np.uint8)
     if bias is None:
@@ -83,10 +97,9 @@ def flag_saturated(
     for i in range(nints):
         prev[:] = False
         for g in range(ngroups):
-            _k._forward_group(data[i, g], gdq[i, g], thr, prev, sat, low)
+            _k._forward_group(data[i, g], gdq[i, g], thr, prev, sat, low, rowhas)
             if n > 0:
-                _grow(gdq[i, g], sat, n, grown)
-                _k._or_where(gdq[i, g], grown, sat)
+                _grow_or(gdq[i, g], sat, n, rowhas, active, grown, known_rows=True)
         if read_pattern is not None:
             for g in range(ngroups - 2, -1, -1):
                 if dilution[g] == 1:
@@ -95,8 +108,7 @@ def flag_saturated(
                     data[i, g], gdq[i, g], gdq[i, g + 1], thr, nosat, dilution[g], sat, dnu, flag
                 )
                 if n > 0:
-                    _grow(flag, dnu, n, grown)
-                    _k._or_where(flag, grown, dnu)
+                    _grow_or(flag, dnu, n, rowhas, active, grown)
                 np.bitwise_or(gdq[i, g], flag, out=gdq[i, g])
             if ngroups > 2:
                 _k._group2_check(
@@ -105,11 +117,12 @@ def flag_saturated(
                     len(read_pattern[1]), sat, dnu,
                 )
         if zeroframe is not None:
-            zdq = np.empty((ny, nx), np.uint32)
-            _k._zeroframe_flags(zeroframe[i], thr, np.uint32(sat), np.uint32(low), zdq)
+            zdq = np.empty((ny, nx), np.uint8)
+            _k._zeroframe_flags(zeroframe[i], thr, sat, low, zdq)
             if n > 0:
-                _grow(zdq, np.uint32(sat), n, grown)
+                _k._row_has(zdq, sat, rowhas)
+                _k._dilate(zdq, sat, n, rowhas, active, grown)
             else:
-                grown[:] = False
-            _k._zero_where(zeroframe[i], zdq, grown)
+                active[:] = False
+            _k._zero_where(zeroframe[i], zdq, grown, active)
     return gdq, pdq, zeroframe
