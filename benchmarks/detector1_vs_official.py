@@ -27,8 +27,6 @@ sys.path.insert(0, str(REPO))
 from tests.oracle.official import official_steps  # noqa: E402
 from webbflow import planning  # noqa: E402
 from webbflow.io import read_product  # noqa: E402
-from webbflow.sim.observatory import simulate_program  # noqa: E402
-from webbflow.sim.program import fullframe_program  # noqa: E402
 
 CASES = {
     "nircam": "jw01234001001_02101_00001_nrca1",   # 2048x2048, 10 groups, 1 int
@@ -66,7 +64,10 @@ def main():
     program = workdir / "program"
     if not (program / "crds_cache").exists():
         print("simulating the full-frame program ...", flush=True)
-        simulate_program(program, fullframe_program(), seed=7)
+        # in its own process: a child inherits its parent's peak RSS across exec, so
+        # the measuring process must stay small
+        subprocess.run([sys.executable, "-m", "webbflow.sim.cli", str(program),
+                        "--program", "fullframe", "--seed", "7"], check=True)
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
     crds_env = dict(base_env, CRDS_PATH=str(program / "crds_cache"), CRDS_MODE="local",

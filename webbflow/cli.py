@@ -25,8 +25,10 @@ def detector1(argv=None):
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))
     parser.add_argument("--crds-path", default=None)
     parser.add_argument("--crds-context", default=None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each step and its time")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(message)s")
     try:
         config = yaml.safe_load(Path(args.config).read_text())
         settings = webbflow_crds.configure({**(config.get("crds") or {}),

@@ -60,7 +60,8 @@ CASES = {
     "niriss_3_groups": "jw01234002001_02101_00001_nis",
     "niriss_2_groups": "jw01234002001_02101_00002_nis",
     "miri_rscd_reset_2ints": "jw01234003001_02101_00001_mirimage",
-    "tso_100_ints_sigma_clip": "jw01234004001_02101_00001_nrca1",
+    "tso_segment1_100_ints_sigma_clip": "jw01234004001_02101_00001-seg001_nrca1",
+    "tso_segment2_100_ints_sigma_clip": "jw01234004001_02101_00001-seg002_nrca1",
 }
 
 

@@ -21,7 +21,6 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-import asdf
 import numpy as np
 import yaml
 from astropy.io import fits
@@ -73,31 +72,47 @@ class Product:
         return self._arrays.pop(name, default)
 
     def _load(self, name):
-        hdu = self._lazy.pop(name)
+        hdu = self._lazy[name]
+        self._arrays[name] = self.rows(name, 0, self.shape(name)[-2]) \
+            if hdu.header.get("NAXIS", 0) >= 2 else _native(hdu.data)
+        self._lazy.pop(name)
+
+    def rows(self, name, start, stop, dtype=None):
+        """Rows ``start:stop`` (second-last axis) of an image array, in native byte order.
+
+        Lazy arrays are read from the file plane by plane with plain reads, never through
+        a memory map, so only the rows asked for occupy memory. ``dtype`` converts on the
+        way (``np.float32`` turns a uint16 ramp into the working cube without a uint16
+        copy of the whole of it).
+        """
+        if name not in self._lazy:
+            block = self[name][..., start:stop, :]
+            return block if dtype is None else block.astype(dtype)
+        hdu = self._lazy[name]
+        shape = self.shape(name)
+        ny, nx = shape[-2:]
+        start, stop = max(0, start), min(ny, stop)
+        stored = np.dtype(_STORED[hdu.header["BITPIX"]])
+        bzero = hdu.header.get("BZERO", 0)
+        bscale = hdu.header.get("BSCALE", 1)
+        if dtype is None:
+            dtype = _decoded_dtype(stored, bzero, bscale)
+        planes = int(np.prod(shape[:-2], dtype=np.int64))
+        out = np.empty(shape[:-2] + (stop - start, nx), dtype=dtype)
+        flat = out.reshape(planes, stop - start, nx)
+        buffer = np.empty((stop - start, nx), dtype=stored)
+        offset = self._hdulist.fileinfo(self._hdulist.index(hdu))["datLoc"]
+        plane_bytes = ny * nx * stored.itemsize
         try:
-            if _is_scaled(hdu):
-                self._arrays[name] = _decode(hdu, self._raw(hdu))
-            else:
-                self._arrays[name] = _native(hdu.data)
-        except Exception as exc:  # astropy reports truncation at data access
+            with open(self.path, "rb") as handle:
+                for plane in range(planes):
+                    handle.seek(offset + plane * plane_bytes + start * nx * stored.itemsize)
+                    if handle.readinto(buffer) != buffer.nbytes:
+                        raise EOFError("file ends inside the data")
+                    flat[plane] = _decode(buffer, bzero, bscale)
+        except (OSError, EOFError) as exc:
             raise WebbflowError(self.path, f"cannot read extension {hdu.name}: {exc}") from None
-
-    def rows(self, name, start, stop):
-        """Rows ``start:stop`` (second-last axis) of an array, read from disk if lazy."""
-        if name in self._lazy:
-            hdu = self._lazy[name]
-            if _is_scaled(hdu):
-                return _decode(hdu, self._raw(hdu)[..., start:stop, :])
-            return _native(hdu.data[..., start:stop, :])
-        return self[name][..., start:stop, :]
-
-    def _raw(self, hdu):
-        """The stored (unscaled, big-endian) values of an image HDU as a memory map."""
-        index = self._hdulist.index(hdu)
-        offset = self._hdulist.fileinfo(index)["datLoc"]
-        shape = tuple(hdu.header[f"NAXIS{i}"] for i in range(hdu.header["NAXIS"], 0, -1))
-        dtype = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}[hdu.header["BITPIX"]]
-        return np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=shape)
+        return out
 
     def shape(self, name):
         if name in self._lazy:
@@ -124,8 +139,29 @@ class Product:
         self.close()
 
 
-def _is_scaled(hdu):
-    return hdu.header.get("BZERO", 0) != 0 or hdu.header.get("BSCALE", 1) != 1
+_STORED = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+def _decoded_dtype(stored, bzero, bscale):
+    """What the stored integers mean: uint16/uint32 for the FITS unsigned convention."""
+    if bscale == 1 and stored == np.dtype(">i2") and bzero == 32768:
+        return np.dtype(np.uint16)
+    if bscale == 1 and stored == np.dtype(">i4") and bzero == 2**31:
+        return np.dtype(np.uint32)
+    if bzero or bscale != 1:
+        return np.dtype(np.float32)
+    return stored.newbyteorder("=")
+
+
+def _decode(raw, bzero, bscale):
+    """Apply BSCALE/BZERO to stored values (a view or a small temporary)."""
+    if bscale == 1 and raw.dtype == np.dtype(">i2") and bzero == 32768:
+        return raw.view(">u2") ^ np.uint16(0x8000)
+    if bscale == 1 and raw.dtype == np.dtype(">i4") and bzero == 2**31:
+        return raw.view(">u4") ^ np.uint32(0x80000000)
+    if bzero or bscale != 1:
+        return raw.astype(np.float32) * np.float32(bscale) + np.float32(bzero)
+    return raw
 
 
 def _native(array):
@@ -133,18 +169,6 @@ def _native(array):
     if array.dtype.byteorder in "=|":
         return np.array(array) if isinstance(array, np.memmap) else array
     return array.astype(array.dtype.newbyteorder("="))
-
-
-def _decode(hdu, raw):
-    """Apply BSCALE/BZERO to stored integers; unsigned 16/32-bit come back unsigned."""
-    bzero = hdu.header.get("BZERO", 0)
-    bscale = hdu.header.get("BSCALE", 1)
-    bitpix = hdu.header["BITPIX"]
-    if bscale == 1 and bitpix == 16 and bzero == 32768:
-        return (np.asarray(raw).view(">u2") ^ np.uint16(0x8000)).astype(np.uint16)
-    if bscale == 1 and bitpix == 32 and bzero == 2**31:
-        return (np.asarray(raw).view(">u4") ^ np.uint32(0x80000000)).astype(np.uint32)
-    return (np.asarray(raw, dtype=np.float32) * np.float32(bscale) + np.float32(bzero))
 
 
 def get_meta(meta, dotted, default=None):
@@ -237,6 +261,8 @@ def _read_asdf_tree(path, hdulist):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            import asdf  # noqa: PLC0415 - seconds of extension loading, only for tagged trees
+
             with asdf.open(_io.BytesIO(raw), lazy_load=False, memmap=False,
                            ignore_unrecognized_tag=True, ignore_missing_extensions=True) as af:
                 return {k: v for k, v in af.tree.items()
@@ -362,6 +388,8 @@ def _asdf_hdu(tree):
                          default_flow_style=False, sort_keys=False, allow_unicode=False)
         payload = _ASDF_PREAMBLE + body.encode() + b"...\n"
     else:
+        import asdf  # noqa: PLC0415
+
         buffer = _io.BytesIO()
         asdf.AsdfFile(tree).write_to(buffer)
         payload = buffer.getvalue()

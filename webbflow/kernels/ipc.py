@@ -6,6 +6,67 @@ from numba import prange
 from webbflow.kernels._options import njit
 
 
+@njit
+def _ipc_pixel(src, kernel, per_pixel, y0, ny, x0, nx, y, x):
+    """One output pixel with bounds checks (edges of the science region, any kernel)."""
+    kh = kernel.shape[0]
+    kw = kernel.shape[1]
+    bb = kh // 2
+    lb = kw // 2
+    acc = np.float32(0.0)
+    for j in range(kh):
+        for i in range(kw):
+            if j == bb and i == lb:
+                continue
+            yy = y + (kh - 1 - j) - bb
+            xx = x + (kw - 1 - i) - lb
+            v = np.float32(0.0)
+            if 0 <= yy < ny and 0 <= xx < nx:
+                v = src[y0 + yy, x0 + xx]
+            if per_pixel:
+                k = kernel[j, i, y0 + y, x0 + x]
+            else:
+                k = kernel[j, i, 0, 0]
+            acc += k * v
+    if per_pixel:
+        k = kernel[bb, lb, y0 + y, x0 + x]
+    else:
+        k = kernel[bb, lb, 0, 0]
+    acc += k * src[y0 + y, x0 + x]
+    return acc
+
+
+@njit
+def _ipc_row3(plane, src, kernel, y0, nx, x0, y):
+    """Row y of a constant 3x3 kernel with all its pixels' neighbours inside the region
+    (x = 1 .. nx-2); same float32 operations and order as :func:`_ipc_pixel`."""
+    k00 = kernel[0, 0, 0, 0]
+    k01 = kernel[0, 1, 0, 0]
+    k02 = kernel[0, 2, 0, 0]
+    k10 = kernel[1, 0, 0, 0]
+    k11 = kernel[1, 1, 0, 0]
+    k12 = kernel[1, 2, 0, 0]
+    k20 = kernel[2, 0, 0, 0]
+    k21 = kernel[2, 1, 0, 0]
+    k22 = kernel[2, 2, 0, 0]
+    up = src[y0 + y + 1]
+    mid = src[y0 + y]
+    dn = src[y0 + y - 1]
+    out = plane[y0 + y]
+    for x in range(x0 + 1, x0 + nx - 1):
+        acc = np.float32(0.0)
+        acc += k00 * up[x + 1]
+        acc += k01 * up[x]
+        acc += k02 * up[x - 1]
+        acc += k10 * mid[x + 1]
+        acc += k12 * mid[x - 1]
+        acc += k20 * dn[x + 1]
+        acc += k21 * dn[x]
+        acc += k22 * dn[x - 1]
+        acc += k11 * mid[x]
+        out[x] = acc
+
+
 @njit(parallel=True)
 def _ipc_plane(plane, src, kernel, per_pixel, y0, ny, x0, nx):
     """Convolve the science region [y0:y0+ny, x0:x0+nx] of ``plane`` (src: its copy).
@@ -14,30 +75,12 @@ def _ipc_plane(plane, src, kernel, per_pixel, y0, ny, x0, nx):
     accumulated in float32 in the official order (centre term last), with pixels outside
     the science region (reference pixels, edges) taken as 0.
     """
-    kh = kernel.shape[0]
-    kw = kernel.shape[1]
-    bb = kh // 2
-    lb = kw // 2
+    fast3 = (not per_pixel) and kernel.shape[0] == 3 and kernel.shape[1] == 3 and nx >= 3
     for y in prange(ny):
-        for x in range(nx):
-            acc = np.float32(0.0)
-            for j in range(kh):
-                for i in range(kw):
-                    if j == bb and i == lb:
-                        continue
-                    yy = y + (kh - 1 - j) - bb
-                    xx = x + (kw - 1 - i) - lb
-                    v = np.float32(0.0)
-                    if 0 <= yy < ny and 0 <= xx < nx:
-                        v = src[y0 + yy, x0 + xx]
-                    if per_pixel:
-                        k = kernel[j, i, y0 + y, x0 + x]
-                    else:
-                        k = kernel[j, i, 0, 0]
-                    acc += k * v
-            if per_pixel:
-                k = kernel[bb, lb, y0 + y, x0 + x]
-            else:
-                k = kernel[bb, lb, 0, 0]
-            acc += k * src[y0 + y, x0 + x]
-            plane[y0 + y, x0 + x] = acc
+        if fast3 and 0 < y < ny - 1:
+            _ipc_row3(plane, src, kernel, y0, nx, x0, y)
+            for x in (0, nx - 1):
+                plane[y0 + y, x0 + x] = _ipc_pixel(src, kernel, per_pixel, y0, ny, x0, nx, y, x)
+        else:
+            for x in range(nx):
+                plane[y0 + y, x0 + x] = _ipc_pixel(src, kernel, per_pixel, y0, ny, x0, nx, y, x)

@@ -13,6 +13,7 @@ import math
 import numpy as np
 from numba import prange
 
+from webbflow.kernels._common import _sort_nonan
 from webbflow.kernels._options import njit
 
 MODE_ITERATIVE = 0
@@ -21,28 +22,12 @@ MODE_SIGMA_CLIP = 2
 
 
 @njit
-def _sort_small(v):
-    """In-place ascending sort; insertion sort for the short per-pixel arrays."""
-    n = v.shape[0]
-    if n > 24:
-        v.sort()
-        return
-    for j in range(1, n):
-        t = v[j]
-        k = j - 1
-        while k >= 0 and v[k] > t:
-            v[k + 1] = v[k]
-            k -= 1
-        v[k + 1] = t
-
-
-@njit
-def _median_of(buf, n):
-    """Median of buf[:n] (sorted in place); NaN for n == 0."""
+def _median_of(buf, n, tmp):
+    """Median of the NaN-free buf[:n] (sorted in place; tmp scratch); NaN for n == 0."""
     if n == 0:
         return np.nan
     v = buf[:n]
-    _sort_small(v)
+    _sort_nonan(v, tmp)
     m = n >> 1
     if n & 1:
         return v[m]
@@ -78,7 +63,7 @@ def _load_diffs(rowd, rowq, g, x, dnu_sat, d):
 
 
 @njit
-def _robust_abs_median(ad, buf):
+def _robust_abs_median(ad, buf, tmp):
     """stcal calc_med_first_diffs on |diffs| of one pixel (nints, ndiffs)."""
     nints, nd = ad.shape
     n = 0
@@ -107,7 +92,156 @@ def _robust_abs_median(ad, buf):
             m += 1
     if n == 2:
         return mn, n
-    return _median_of(buf, m), n
+    return _median_of(buf, m, tmp), n
+
+
+@njit
+def _detect_row(y, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
+                flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src):
+    """Detection for row y (serial; see :func:`_detect`)."""
+    nints, ngroups, ny, nx = data.shape
+    nd = ngroups - 1
+    dnu_sat = dnu | sat
+    d = np.empty((nints, nd), dtype=np.float64)
+    ad = np.empty((nints, nd), dtype=np.float64)
+    buf = np.empty(nints * nd + 1, dtype=np.float64)
+    tmp = np.empty(nints * nd + 1, dtype=np.float64)
+    col = np.empty(nints, dtype=np.float64)
+    keep = np.empty(nints, dtype=np.bool_)
+    ratio = np.empty((nints, nd), dtype=np.float64)
+    imax = np.empty(nints, dtype=np.float64)
+    rowd = np.empty((nints, ngroups, nx), dtype=np.float32)
+    rowq = np.empty((nints, ngroups, nx), dtype=np.uint8)
+    _load_row(data, gdq, y, rowd, rowq)
+    for x in range(nx):
+        _load_diffs(rowd, rowq, gain[y, x], x, dnu_sat, d)
+        newj = False
+        rnv = np.float64(rn2[y, x]) / nframes
+        # signed nan-median over ints and groups, and the expected noise
+        n = 0
+        for i in range(nints):
+            for k in range(nd):
+                if not math.isnan(d[i, k]):
+                    buf[n] = d[i, k]
+                    n += 1
+        med = _median_of(buf, n, tmp)
+        sig = math.sqrt(abs(med) + rnv)
+        if sig == 0.0:
+            sig = np.nan
+        med_out[y, x] = med
+        sig_out[y, x] = sig
+        if mode == MODE_SINGLE_PASS:
+            for i in range(nints):
+                for k in range(nd):
+                    v = d[i, k]
+                    if math.isfinite(v) and abs(v - med) / sig > rej:
+                        gdq[i, k + 1, y, x] |= jump
+                        newj = True
+        elif mode == MODE_SIGMA_CLIP:
+            for k in range(nd):
+                for i in range(nints):
+                    col[i] = d[i, k]
+                    keep[i] = math.isfinite(col[i])
+                for _ in range(5):
+                    m = 0
+                    for i in range(nints):
+                        if keep[i]:
+                            buf[m] = col[i]
+                            m += 1
+                    if m == 0:
+                        break
+                    c = _median_of(buf, m, tmp)
+                    mean = 0.0
+                    for j in range(m):
+                        mean += buf[j]
+                    mean /= m
+                    var = 0.0
+                    for j in range(m):
+                        var += (buf[j] - mean) ** 2
+                    std = math.sqrt(var / m)
+                    lo = c - std * rej
+                    hi = c + std * rej
+                    changed = 0
+                    for i in range(nints):
+                        if keep[i] and (col[i] < lo or col[i] > hi):
+                            keep[i] = False
+                            changed += 1
+                    if changed == 0:
+                        break
+                for i in range(nints):
+                    if (not keep[i]) and math.isfinite(col[i]) and \
+                            (gdq[i, k + 1, y, x] & dnu_sat) == 0:
+                        gdq[i, k + 1, y, x] |= jump
+                        newj = True
+        else:
+            for i in range(nints):
+                for k in range(nd):
+                    ad[i, k] = abs(d[i, k])
+            it = 0
+            while True:
+                mi, nuse = _robust_abs_median(ad, buf, tmp)
+                if it > 0:
+                    mi = np.float64(np.float32(mi))
+                si = math.sqrt(abs(mi) + rnv)
+                if si == 0.0:
+                    si = np.nan
+                if nuse >= 4:
+                    thr = rej
+                elif nuse == 3:
+                    thr = thr3
+                elif nuse == 2:
+                    thr = thr2
+                else:
+                    break
+                gmax = -np.inf
+                anyfinite = False
+                for i in range(nints):
+                    imax[i] = -np.inf
+                    for k in range(nd):
+                        r = np.float64(abs(np.float32(ad[i, k] - mi))) / si
+                        ratio[i, k] = r
+                        if not math.isnan(r):
+                            anyfinite = True
+                            if r > imax[i]:
+                                imax[i] = r
+                    if imax[i] > gmax:
+                        gmax = imax[i]
+                if not anyfinite:
+                    break
+                found = False
+                for i in range(nints):
+                    if not imax[i] > thr:
+                        continue
+                    for k in range(nd):
+                        if ratio[i, k] == gmax:
+                            gdq[i, k + 1, y, x] |= jump
+                            newj = True
+                            ad[i, k] = np.nan
+                            found = True
+                if not found:
+                    break
+                it += 1
+        if flag_nbrs and not newj:
+            # src is zero-initialised: only pixels with a jump (new or pre-existing)
+            # can be sources
+            for i in range(nints):
+                for k in range(1, ngroups):
+                    if rowq[i, k, x] & jump:
+                        newj = True
+        if flag_nbrs and newj:
+            for i in range(nints):
+                for k in range(nd):
+                    if gdq[i, k + 1, y, x] & jump:
+                        r = abs(d[i, k] - med) / sig
+                        if r < rmax and r > rmin:
+                            src[i, k + 1, y, x] = 1
+    cnt = 0
+    for i in range(nints):
+        for k in range(ngroups):
+            for x in range(nx):
+                if gdq[i, k, y, x] & jump:
+                    cnt += 1
+    ncr_rows[y] = cnt
 
 
 @njit(parallel=True)
@@ -119,143 +253,13 @@ def _detect(data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2
     (0.5 * n_reads_groupdiff). mode : MODE_*. rej/thr3/thr2 : thresholds for >=4, 3
     and 2 usable differences. Writes the signed nan-median difference and sigma
     (float64) used later for neighbour and after-jump flagging, and, if flag_nbrs, the
-    neighbour-flagging sources (see :func:`_neighbor_sources`) into src.
+    neighbour-flagging sources (see :func:`_neighbor_sources`) into src, which must be
+    zero on entry (only sources are written).
     """
-    nints, ngroups, ny, nx = data.shape
-    nd = ngroups - 1
-    dnu_sat = dnu | sat
+    ny = data.shape[2]
     for y in prange(ny):
-        d = np.empty((nints, nd), dtype=np.float64)
-        ad = np.empty((nints, nd), dtype=np.float64)
-        buf = np.empty(nints * nd + 1, dtype=np.float64)
-        col = np.empty(nints, dtype=np.float64)
-        keep = np.empty(nints, dtype=np.bool_)
-        ratio = np.empty((nints, nd), dtype=np.float64)
-        imax = np.empty(nints, dtype=np.float64)
-        rowd = np.empty((nints, ngroups, nx), dtype=np.float32)
-        rowq = np.empty((nints, ngroups, nx), dtype=np.uint8)
-        _load_row(data, gdq, y, rowd, rowq)
-        for x in range(nx):
-            _load_diffs(rowd, rowq, gain[y, x], x, dnu_sat, d)
-            rnv = np.float64(rn2[y, x]) / nframes
-            # signed nan-median over ints and groups, and the expected noise
-            n = 0
-            for i in range(nints):
-                for k in range(nd):
-                    if not math.isnan(d[i, k]):
-                        buf[n] = d[i, k]
-                        n += 1
-            med = _median_of(buf, n)
-            sig = math.sqrt(abs(med) + rnv)
-            if sig == 0.0:
-                sig = np.nan
-            med_out[y, x] = med
-            sig_out[y, x] = sig
-            if mode == MODE_SINGLE_PASS:
-                for i in range(nints):
-                    for k in range(nd):
-                        v = d[i, k]
-                        if math.isfinite(v) and abs(v - med) / sig > rej:
-                            gdq[i, k + 1, y, x] |= jump
-            elif mode == MODE_SIGMA_CLIP:
-                for k in range(nd):
-                    for i in range(nints):
-                        col[i] = d[i, k]
-                        keep[i] = math.isfinite(col[i])
-                    for _ in range(5):
-                        m = 0
-                        for i in range(nints):
-                            if keep[i]:
-                                buf[m] = col[i]
-                                m += 1
-                        if m == 0:
-                            break
-                        c = _median_of(buf, m)
-                        mean = 0.0
-                        for j in range(m):
-                            mean += buf[j]
-                        mean /= m
-                        var = 0.0
-                        for j in range(m):
-                            var += (buf[j] - mean) ** 2
-                        std = math.sqrt(var / m)
-                        lo = c - std * rej
-                        hi = c + std * rej
-                        changed = 0
-                        for i in range(nints):
-                            if keep[i] and (col[i] < lo or col[i] > hi):
-                                keep[i] = False
-                                changed += 1
-                        if changed == 0:
-                            break
-                    for i in range(nints):
-                        if (not keep[i]) and math.isfinite(col[i]) and \
-                                (gdq[i, k + 1, y, x] & dnu_sat) == 0:
-                            gdq[i, k + 1, y, x] |= jump
-            else:
-                for i in range(nints):
-                    for k in range(nd):
-                        ad[i, k] = abs(d[i, k])
-                it = 0
-                while True:
-                    mi, nuse = _robust_abs_median(ad, buf)
-                    if it > 0:
-                        mi = np.float64(np.float32(mi))
-                    si = math.sqrt(abs(mi) + rnv)
-                    if si == 0.0:
-                        si = np.nan
-                    if nuse >= 4:
-                        thr = rej
-                    elif nuse == 3:
-                        thr = thr3
-                    elif nuse == 2:
-                        thr = thr2
-                    else:
-                        break
-                    gmax = -np.inf
-                    anyfinite = False
-                    for i in range(nints):
-                        imax[i] = -np.inf
-                        for k in range(nd):
-                            r = np.float64(abs(np.float32(ad[i, k] - mi))) / si
-                            ratio[i, k] = r
-                            if not math.isnan(r):
-                                anyfinite = True
-                                if r > imax[i]:
-                                    imax[i] = r
-                        if imax[i] > gmax:
-                            gmax = imax[i]
-                    if not anyfinite:
-                        break
-                    found = False
-                    for i in range(nints):
-                        if not imax[i] > thr:
-                            continue
-                        for k in range(nd):
-                            if ratio[i, k] == gmax:
-                                gdq[i, k + 1, y, x] |= jump
-                                ad[i, k] = np.nan
-                                found = True
-                    if not found:
-                        break
-                    it += 1
-            if flag_nbrs:
-                for i in range(nints):
-                    src[i, 0, y, x] = 0
-                    for k in range(nd):
-                        f = 0
-                        if gdq[i, k + 1, y, x] & jump:
-                            r = abs(d[i, k] - med) / sig
-                            if r < rmax and r > rmin:
-                                f = 1
-                        src[i, k + 1, y, x] = f
-        cnt = 0
-        for i in range(nints):
-            for k in range(ngroups):
-                for x in range(nx):
-                    if gdq[i, k, y, x] & jump:
-                        cnt += 1
-        ncr_rows[y] = cnt
+        _detect_row(y, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
+                    flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src)
 
 
 @njit(parallel=True)

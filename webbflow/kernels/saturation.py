@@ -72,7 +72,9 @@ def _dilate(src, flag, n, rowhas, active, out):
 
 
 @njit(parallel=True)
-def _forward_group(plane, gdq_plane, thr, prev, sat, low_flag, rowhas):
+def _forward_group(plane, gdq_plane, thr, prev, sat, low_flag, rowhas, snap):
+    """Forward saturation / A/D floor flags of one group; snap = gdq_plane & sat after it
+    and rowhas[y] = any(snap[y]) (the seeds of the charge-spill growth)."""
     ny, nx = plane.shape
     for y in prange(ny):
         hit = False
@@ -87,9 +89,42 @@ def _forward_group(plane, gdq_plane, thr, prev, sat, low_flag, rowhas):
                 f |= low_flag
             q = gdq_plane[y, x] | f
             gdq_plane[y, x] = q
-            if q & sat:
+            s = q & sat
+            snap[y, x] = s
+            if s:
                 hit = True
         rowhas[y] = hit
+
+
+@njit(parallel=True)
+def _snap_flag(src, flag, snap, rowhas):
+    """snap = src & flag; rowhas[y] = any(snap[y])."""
+    ny, nx = src.shape
+    for y in prange(ny):
+        hit = False
+        for x in range(nx):
+            s = src[y, x] & flag
+            snap[y, x] = s
+            if s:
+                hit = True
+        rowhas[y] = hit
+
+
+@njit(parallel=True)
+def _grow_from(plane, snap, n, rowhas, flag):
+    """plane |= flag on the (2n+1)^2 box dilation of snap != 0 (a snapshot, so growth
+    never feeds on itself); rows with no seed within n rows are not touched."""
+    ny, nx = plane.shape
+    for y in prange(ny):
+        y0 = max(0, y - n)
+        y1 = min(ny, y + n + 1)
+        for yy in range(y0, y1):
+            if not rowhas[yy]:
+                continue
+            for x in range(nx):
+                if snap[yy, x]:
+                    for xx in range(max(0, x - n), min(nx, x + n + 1)):
+                        plane[y, xx] |= flag
 
 
 @njit(parallel=True)

@@ -8,6 +8,8 @@ write. The science is in ``webbflow.steps``; nothing here touches a path except 
 """
 
 import logging
+import resource
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,7 +100,7 @@ def validate_ramp(path, product):
 def read_ramp(path):
     product = read_product(path)
     validate_ramp(path, product)
-    data = np.asarray(product["data"], dtype=np.float32)
+    data = product.rows("data", 0, product.shape("data")[-2], np.float32)
     if product.has("groupdq"):
         gdq = np.array(product["groupdq"], dtype=np.uint8)
     else:
@@ -111,6 +113,29 @@ def read_ramp(path):
                 int_times=product.tables.get("int_times"))
     product.close()
     return ramp
+
+
+ROW_BLOCK = 128
+
+
+class _RowBlock:
+    """Contiguous copies of rows ``y0:y1`` of the ramp; ``store()`` writes them back."""
+
+    def __init__(self, ramp, y0, y1):
+        self.ramp, self.y0, self.y1 = ramp, y0, y1
+        self.data = np.ascontiguousarray(ramp.data[..., y0:y1, :])
+        self.gdq = np.ascontiguousarray(ramp.gdq[..., y0:y1, :])
+        self.pdq = np.ascontiguousarray(ramp.pdq[y0:y1])
+        self.zeroframe = (None if ramp.zeroframe is None
+                          else np.ascontiguousarray(ramp.zeroframe[..., y0:y1, :]))
+
+    def store(self):
+        r = self.ramp
+        r.data[..., self.y0:self.y1, :] = self.data
+        r.gdq[..., self.y0:self.y1, :] = self.gdq
+        r.pdq[self.y0:self.y1] = self.pdq
+        if self.zeroframe is not None:
+            r.zeroframe[..., self.y0:self.y1, :] = self.zeroframe
 
 
 class Detector1:
@@ -135,6 +160,20 @@ class Detector1:
         self.used_refs[reftype] = path
         return load_reference(path, reftype, self.ramp.meta, self.ramp.data.shape[-2:])
 
+    def dq_of(self, ref, block=None):
+        """A reference's DQ (zeros if it has none) for the frame or one row block."""
+        y0, y1 = (0, self.ramp.pdq.shape[0]) if block is None else (block.y0, block.y1)
+        if not ref.has("dq"):
+            return np.zeros((y1 - y0, self.ramp.pdq.shape[1]), np.uint32)
+        return ref.rows("dq", y0, y1, np.uint32)
+
+    def row_blocks(self):
+        """Row blocks of the ramp for pixel-local steps, so that big references (darks,
+        resets, linearity coefficients) are read a block at a time."""
+        ny = self.ramp.data.shape[-2]
+        for y0 in range(0, ny, ROW_BLOCK):
+            yield _RowBlock(self.ramp, y0, min(ny, y0 + ROW_BLOCK))
+
     def mark(self, step, status):
         self.ramp.meta.setdefault("cal_step", {})[CAL_STEP[step]] = status
 
@@ -150,9 +189,12 @@ class Detector1:
             if step in NOT_IMPLEMENTED:
                 raise WebbflowError(self.source, f"step {step} is switched on but webbflow "
                                                  "does not implement it yet")
+            start = time.perf_counter()
             status = getattr(self, f"do_{step}")()
             self.mark(step, status)
-            log.info("%s: %s", step, status)
+            log.info("%s: %s in %.2f s, peak memory so far %.0f MB", step, status,
+                     time.perf_counter() - start,
+                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return self.fit
 
     def do_group_scale(self):
@@ -172,7 +214,7 @@ class Detector1:
         if mask is None:
             return "SKIPPED"
         r = self.ramp
-        r.gdq, r.pdq = initialize_dq(r.gdq, r.pdq, np.asarray(mask["dq"], np.uint32), self.dqflags)
+        r.gdq, r.pdq = initialize_dq(r.gdq, r.pdq, mask.full("dq", np.uint32), self.dqflags)
         return "COMPLETE"
 
     def do_saturation(self):
@@ -188,10 +230,9 @@ class Detector1:
         if p.get("use_readpatt", True) and nframes > 1:
             read_pattern = make_read_pattern(r.data.shape[1], nframes)
             bias_ref = None if self.is_miri else self.ref("superbias")
-            bias = None if bias_ref is None else np.asarray(bias_ref["data"], np.float32)
-        sat_dq = np.asarray(sat["dq"], np.uint32) if sat.has("dq") else np.zeros_like(r.pdq)
+            bias = None if bias_ref is None else bias_ref.full("data", np.float32)
         r.gdq, r.pdq, r.zeroframe = flag_saturated(
-            r.data, r.gdq, r.pdq, np.asarray(sat["data"], np.float32), sat_dq, self.dqflags,
+            r.data, r.gdq, r.pdq, sat.full("data", np.float32), self.dq_of(sat), self.dqflags,
             n_pix_grow_sat=p.get("n_pix_grow_sat", 1), read_pattern=read_pattern, bias=bias,
             zeroframe=r.zeroframe)
         return "COMPLETE"
@@ -203,7 +244,7 @@ class Detector1:
         if kernel is None:
             return "SKIPPED"
         sub = self.ramp.meta.get("subarray", {})
-        self.ramp.data = correct_ipc(self.ramp.data, np.asarray(kernel["data"], np.float32),
+        self.ramp.data = correct_ipc(self.ramp.data, kernel.full("data", np.float32),
                                      instrument=self.instrument, xstart=sub.get("xstart", 1),
                                      ystart=sub.get("ystart", 1), xsize=sub.get("xsize"),
                                      ysize=sub.get("ysize"))
@@ -216,9 +257,8 @@ class Detector1:
         if bias is None:
             return "SKIPPED"
         r = self.ramp
-        bias_dq = np.asarray(bias["dq"], np.uint32) if bias.has("dq") else np.zeros_like(r.pdq)
         r.data, r.pdq, r.zeroframe = subtract_superbias(
-            r.data, r.pdq, np.asarray(bias["data"], np.float32), bias_dq, self.dqflags,
+            r.data, r.pdq, bias.full("data", np.float32), self.dq_of(bias), self.dqflags,
             zeroframe=r.zeroframe)
         return "COMPLETE"
 
@@ -245,11 +285,11 @@ class Detector1:
         lin = self.ref("linearity")
         if lin is None:
             return "SKIPPED"
-        r = self.ramp
-        lin_dq = np.asarray(lin["dq"], np.uint32) if lin.has("dq") else np.zeros_like(r.pdq)
-        r.data, r.pdq, r.zeroframe = correct_linearity(
-            r.data, r.gdq, r.pdq, np.asarray(lin["coeffs"], np.float32), lin_dq, self.dqflags,
-            zeroframe=r.zeroframe)
+        for block in self.row_blocks():
+            block.data, block.pdq, block.zeroframe = correct_linearity(
+                block.data, block.gdq, block.pdq, lin.rows("coeffs", block.y0, block.y1, np.float32),
+                self.dq_of(lin, block), self.dqflags, zeroframe=block.zeroframe)
+            block.store()
         return "COMPLETE"
 
     def do_dark_current(self):
@@ -259,17 +299,23 @@ class Detector1:
         if dark is None:
             return "SKIPPED"
         r = self.ramp
-        dark_dq = np.asarray(dark["dq"], np.uint32) if dark.has("dq") else np.zeros_like(r.pdq)
-        r.data, r.pdq, status = subtract_dark(
-            r.data, r.pdq, np.asarray(dark["data"], np.float32), dark_dq, self.dqflags,
-            sci_nframes=_exposure(r.meta, "nframes"), sci_groupgap=_exposure(r.meta, "groupgap"),
-            dark_nframes=dark.get("exposure.nframes", 1), dark_groupgap=dark.get("exposure.groupgap", 0),
-            is_miri=self.is_miri, integration_start=_exposure(r.meta, "integration_start") or 1)
+        status = "SKIPPED"
+        for block in self.row_blocks():
+            block.data, block.pdq, status = subtract_dark(
+                block.data, block.pdq, dark.rows("data", block.y0, block.y1, np.float32),
+                self.dq_of(dark, block), self.dqflags,
+                sci_nframes=_exposure(r.meta, "nframes"), sci_groupgap=_exposure(r.meta, "groupgap"),
+                dark_nframes=dark.get("exposure.nframes", 1),
+                dark_groupgap=dark.get("exposure.groupgap", 0), is_miri=self.is_miri,
+                integration_start=_exposure(r.meta, "integration_start") or 1)
+            if status != "COMPLETE":
+                break
+            block.store()
         if status == "COMPLETE":
             # jwst 3.0 compares a 2-D AVDRKCUR with the raw ramp's (absent) array, so a
             # nonzero 2-D reference value is never applied: the same here, to match it
             user = self.params("dark_current").get("average_dark_current")
-            two_d = dark["average_dark_current"] if dark.has("average_dark_current") else None
+            two_d = dark.full("average_dark_current") if dark.has("average_dark_current") else None
             if user is not None or two_d is None or not np.any(two_d):
                 r.average_dark_current = average_dark_current(
                     r.pdq.shape, user, None, dark.get("exposure.average_dark_current"))
@@ -305,11 +351,14 @@ class Detector1:
         if reset is None:
             return "SKIPPED"
         r = self.ramp
-        reset_dq = np.asarray(reset["dq"], np.uint32) if reset.has("dq") else np.zeros_like(r.pdq)
-        r.data, r.pdq = subtract_reset(
-            r.data, r.pdq, np.asarray(reset["data"], np.float32), reset_dq, self.dqflags,
-            integration_start=_exposure(r.meta, "integration_start"),
-            integration_end=_exposure(r.meta, "integration_end"), nints=_exposure(r.meta, "nints"))
+        for block in self.row_blocks():
+            block.data, block.pdq = subtract_reset(
+                block.data, block.pdq, reset.rows("data", block.y0, block.y1, np.float32),
+                self.dq_of(reset, block), self.dqflags,
+                integration_start=_exposure(r.meta, "integration_start"),
+                integration_end=_exposure(r.meta, "integration_end"),
+                nints=_exposure(r.meta, "nints"))
+            block.store()
         return "COMPLETE"
 
     def do_rscd(self):
@@ -341,7 +390,7 @@ class Detector1:
             return None, None
         if gain.get("exposure.gain_factor") is not None:
             self.ramp.meta.setdefault("exposure", {})["gain_factor"] = gain.get("exposure.gain_factor")
-        return np.asarray(gain["data"], np.float32), np.asarray(readnoise["data"], np.float32)
+        return gain.full("data", np.float32), readnoise.full("data", np.float32)
 
     def do_jump(self):
         from webbflow.steps.jump import detect_jumps
@@ -378,22 +427,55 @@ class Detector1:
         return status
 
     def do_ramp_fit(self):
-        from webbflow.steps.ramp_fit import fit_ramps
+        from webbflow.steps.ramp_fit import RampFitResult, fit_ramps, miri_drop
 
         r = self.ramp
         gain, readnoise = self._gain_readnoise()
         if gain is None:
             raise WebbflowError(self.source, "ramp_fit needs GAIN and READNOISE references")
         p = self.params("ramp_fit")
-        self.fit = fit_ramps(
-            r.data, r.gdq, r.pdq, readnoise, gain, self.dqflags,
+        options = dict(
             frame_time=_exposure(r.meta, "frame_time"), group_time=_exposure(r.meta, "group_time"),
             nframes=_exposure(r.meta, "nframes"), groupgap=_exposure(r.meta, "groupgap"),
             drop_frames1=_exposure(r.meta, "drop_frames1") or 0,
             suppress_one_group=p.get("suppress_one_group", True),
-            average_dark_current=r.average_dark_current, zeroframe=r.zeroframe,
-            firstgroup=p.get("firstgroup"), lastgroup=p.get("lastgroup"),
-            save_opt=p.get("save_opt", False), is_miri=self.is_miri)
+            firstgroup=p.get("firstgroup"), lastgroup=p.get("lastgroup"), is_miri=self.is_miri)
+        whole_frame = (p.get("save_opt") or p.get("firstgroup") is not None
+                       or p.get("lastgroup") is not None)
+        if whole_frame:
+            # per-segment fitopt arrays are sized by the whole frame's segments
+            self.fit = fit_ramps(r.data, r.gdq, r.pdq, readnoise, gain, self.dqflags,
+                                 average_dark_current=r.average_dark_current,
+                                 zeroframe=r.zeroframe, save_opt=p.get("save_opt", False),
+                                 **options)
+            return "COMPLETE"
+        # pixels are independent: fit row blocks, taking the two frame-wide decisions
+        # (MIRI group dropping, group 0 saturated everywhere) on the whole frame first
+        kept = None
+        first = 0
+        if self.is_miri and r.data.shape[1] > 1:
+            kept = miri_drop(r.gdq, self.dqflags)
+            if kept is None:
+                self.fit = None
+                return "COMPLETE"
+            first = kept[0]
+        if np.all(r.gdq[:, first] & self.dqflags["SATURATED"]):
+            self.fit = None
+            return "COMPLETE"
+        nints, _, ny, nx = r.data.shape
+        rate = [np.empty((ny, nx), t) for t in (np.float32, np.uint32, np.float32, np.float32, np.float32)]
+        ints = [np.empty((nints, ny, nx), t) for t in (np.float32, np.uint32, np.float32, np.float32, np.float32)]
+        for block in self.row_blocks():
+            rows = slice(block.y0, block.y1)
+            dark = None if r.average_dark_current is None else r.average_dark_current[rows]
+            part = fit_ramps(block.data, block.gdq, block.pdq, readnoise[rows], gain[rows],
+                             self.dqflags, average_dark_current=dark, zeroframe=block.zeroframe,
+                             miri_groups=kept, check_saturated=False, **options)
+            for whole, piece in zip(rate, part.rate):
+                whole[rows] = piece
+            for whole, piece in zip(ints, part.rateints):
+                whole[:, rows] = piece
+        self.fit = RampFitResult(rate=tuple(rate), rateints=tuple(ints))
         return "COMPLETE"
 
     def do_gain_scale(self):

@@ -11,6 +11,7 @@ The exposures are simulated through ``webbflow.sim.detector`` with the same dete
 model whose reference files go into the cache, so calibrated rates recover the truth.
 """
 
+import copy
 import logging
 import zlib
 from dataclasses import dataclass
@@ -185,13 +186,26 @@ def _simulate_exposure(outdir, spec, det, cosmic_ray_rate):
         nints=spec.nints, ngroups=spec.ngroups, nframes=nframes, groupgap=groupgap,
         frame_time=meta["exposure"]["frame_time"], cosmic_ray_rate=cosmic_ray_rate,
         include_ipc=True, miri_reset_anomaly=det.is_miri)
-    product = Product("Level1bModel", meta=meta, arrays={"data": sci},
-                      tables={"int_times": int_times(meta)})
-    path = outdir / f"{spec.basename}_uncal.fits"
-    write_product(path, product)
-    write_truth(outdir / "truth" / f"{spec.basename}_truth.fits", truth, sources)
-    log.info("wrote %s", path)
-    return path
+    table = int_times(meta)
+    paths = []
+    for segment, first, last in spec.segment_ranges():
+        seg_meta = copy.deepcopy(meta)
+        seg_meta["exposure"].update(integration_start=first, integration_end=last)
+        if segment is not None:
+            seg_meta["exposure"].update(segment_number=segment, segment_total=spec.segments)
+        rows = slice(first - 1, last)
+        product = Product("Level1bModel", meta=seg_meta, arrays={"data": sci[rows]},
+                          tables={"int_times": table[rows]})
+        name = spec.segment_basename(segment)
+        path = write_product(outdir / f"{name}_uncal.fits", product)
+        seg_truth = dict(truth)
+        if truth.get("cosmic_rays") is not None:
+            crs = truth["cosmic_rays"]
+            seg_truth["cosmic_rays"] = crs[(crs["int"] >= first - 1) & (crs["int"] < last)]
+        write_truth(outdir / "truth" / f"{name}_truth.fits", seg_truth, sources)
+        log.info("wrote %s", path)
+        paths.append(path)
+    return paths
 
 
 def redeliver(cache_root, instrument, reftype, *, detector, scale=1.01, context_number=2):

@@ -69,6 +69,7 @@ class ExposureSpec:
     activity: int = 1
     exposure: int = 1
     tso: bool = False
+    segments: int = 1
     target_ra: float = 53.16
     target_dec: float = -27.78
     dither_arcsec: tuple = (0.0, 0.0)
@@ -105,9 +106,22 @@ class ExposureSpec:
 
     @property
     def basename(self):
+        return self.segment_basename(None)
+
+    def segment_basename(self, segment):
+        """MAST name without suffix; ``segment`` (1-based) adds ``-segNNN``."""
+        seg = "" if segment is None else f"-seg{segment:03d}"
         return (f"jw{self.program}{self.observation:03d}{self.visit:03d}_"
                 f"{self.visit_group:02d}{self.sequence}{_base36(self.activity, 2)}_"
-                f"{self.exposure:05d}_{self.detector.lower()}")
+                f"{self.exposure:05d}{seg}_{self.detector.lower()}")
+
+    def segment_ranges(self):
+        """(segment number, first int, last int), 1-based and inclusive, as EXSEGNUM,
+        INTSTART and INTEND give them; one entry of (None, 1, nints) if unsegmented."""
+        if self.segments <= 1:
+            return [(None, 1, self.nints)]
+        edges = np.linspace(0, self.nints, self.segments + 1).round().astype(int)
+        return [(k + 1, int(edges[k]) + 1, int(edges[k + 1])) for k in range(self.segments)]
 
 
 def exposure_meta(spec, fastaxis, slowaxis):
@@ -230,9 +244,9 @@ def demo_program():
         ExposureSpec(instrument="MIRI", detector="MIRIMAGE", exp_type="MIR_IMAGE",
                      filter="F770W", readpatt="FAST", ngroups=10, nints=2, subarray="SUB256",
                      xstart=413, ystart=51, xsize=256, ysize=256, observation=3, seed=31),
-        # time series: many integrations (the sigma-clip jump path)
+        # time series: many integrations (the sigma-clip jump path), in two segments
         ExposureSpec(instrument="NIRCAM", detector="NRCA1", exp_type="NRC_TSIMAGE",
-                     filter="F210M", readpatt="RAPID", ngroups=5, nints=100,
+                     filter="F210M", readpatt="RAPID", ngroups=5, nints=200, segments=2,
                      subarray="SUB64P", xstart=1, ystart=1, xsize=64, ysize=64, tso=True,
                      observation=4, seed=41),
     ]

@@ -3,15 +3,9 @@
 import numpy as np
 
 from webbflow.kernels.charge_migration import _first_over, _flag_from_first
+from webbflow.steps._checks import check_dtypes
 
 __all__ = ["flag_charge_migration"]
-
-
-def _check_dtypes(**arrays):
-    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
-    for name, (arr, dtype) in arrays.items():
-        if arr.dtype != dtype:
-            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
 
 
 def flag_charge_migration(data, gdq, dqflags, *, signal_threshold=25000.0):
@@ -21,7 +15,7 @@ def flag_charge_migration(data, gdq, dqflags, *, signal_threshold=25000.0):
     Skipped (returned unchanged) for ramps with fewer than 3 groups, as the step does.
     Not pixel-local (needs whole frames or a 1-row halo). Returns ``(gdq, status)``.
     """
-    _check_dtypes(data=(data, np.float32), gdq=(gdq, np.uint8))
+    check_dtypes(data=(data, np.float32), gdq=(gdq, np.uint8))
     nints, ngroups, ny, nx = data.shape
     if ngroups < 3:
         return gdq, "SKIPPED"

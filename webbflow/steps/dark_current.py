@@ -3,15 +3,9 @@
 import numpy as np
 
 from webbflow.kernels.dark_current import _subtract_dark
+from webbflow.steps._checks import check_dtypes
 
 __all__ = ["subtract_dark", "dark_group_starts", "average_dark_current"]
-
-
-def _check_dtypes(**arrays):
-    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
-    for name, (arr, dtype) in arrays.items():
-        if arr.dtype != dtype:
-            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
 
 
 def dark_group_starts(ngroups, nframes, groupgap):
@@ -44,7 +38,7 @@ def subtract_dark(
     Returns ``(data, pdq, status)`` with status "COMPLETE" or "SKIPPED" (dark NFRAMES or
     GROUPGAP larger than the science ones: nothing changed).
     """
-    _check_dtypes(data=(data, np.float32), pdq=(pdq, np.uint32))
+    check_dtypes(data=(data, np.float32), pdq=(pdq, np.uint32))
     nints, ngroups, ny, nx = data.shape
     dark = np.asarray(dark_sci)
     four_d = dark.ndim == 4

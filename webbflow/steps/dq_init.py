@@ -7,15 +7,9 @@ and superstripe products are not handled here).
 import numpy as np
 
 from webbflow.kernels.dq_init import _initialize_dq
+from webbflow.steps._checks import check_dtypes
 
 __all__ = ["initialize_dq", "default_dq"]
-
-
-def _check_dtypes(**arrays):
-    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
-    for name, (arr, dtype) in arrays.items():
-        if arr.dtype != dtype:
-            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
 
 
 def default_dq(shape):
@@ -30,7 +24,7 @@ def initialize_dq(gdq, pdq, mask_dq, dqflags, user_dq=None):
     ``user_dq`` (optional, same shape) is OR-ed into the mask first, as official.
     Arrays are updated in place and returned as ``(gdq, pdq)``.
     """
-    _check_dtypes(gdq=(gdq, np.uint8), pdq=(pdq, np.uint32))
+    check_dtypes(gdq=(gdq, np.uint8), pdq=(pdq, np.uint32))
     if gdq.ndim != 4 or pdq.shape != gdq.shape[-2:]:
         raise ValueError(f"gdq {gdq.shape} / pdq {pdq.shape} shapes do not match")
     mask = np.ascontiguousarray(mask_dq, dtype=np.uint32)

@@ -3,15 +3,9 @@
 import numpy as np
 
 from webbflow.kernels.ipc import _ipc_plane
+from webbflow.steps._checks import check_dtypes
 
 __all__ = ["correct_ipc", "ipc_reference_pixels"]
-
-
-def _check_dtypes(**arrays):
-    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
-    for name, (arr, dtype) in arrays.items():
-        if arr.dtype != dtype:
-            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
 
 
 def ipc_reference_pixels(instrument, xstart, ystart, xsize, ysize):
@@ -32,7 +26,7 @@ def correct_ipc(data, kernel, *, instrument="NIRCAM", xstart=1, ystart=1, xsize=
     1-based xstart/ystart) are left unchanged and act as zeros. Whole frames only.
     NIRSpec IRS2 layouts are not handled. Returns ``data``.
     """
-    _check_dtypes(data=(data, np.float32))
+    check_dtypes(data=(data, np.float32))
     nints, ngroups, ny_all, nx_all = data.shape
     xsize = nx_all if xsize is None else xsize
     ysize = ny_all if ysize is None else ysize

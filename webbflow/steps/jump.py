@@ -139,7 +139,7 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
         ncr_rows = np.zeros(ny, np.int64)
         rmin = float(min_jump_to_flag_neighbors)
         rmax = float(max_jump_to_flag_neighbors)
-        src = np.empty_like(gdq) if flag_4_neighbors else np.zeros((1, 1, 1, 1), np.uint8)
+        src = np.zeros_like(gdq) if flag_4_neighbors else np.zeros((1, 1, 1, 1), np.uint8)
         _detect(data, gdq, gain, rn2, float(nframes), dnu, sat, jump, mode,
                 float(rejection_threshold), float(four_group_rejection_threshold),
                 float(three_group_rejection_threshold), bool(flag_4_neighbors), rmin, rmax,

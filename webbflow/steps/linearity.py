@@ -3,15 +3,9 @@
 import numpy as np
 
 from webbflow.kernels.linearity import _correct_linearity, _correct_linearity_reads
+from webbflow.steps._checks import check_dtypes
 
 __all__ = ["correct_linearity"]
-
-
-def _check_dtypes(**arrays):
-    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
-    for name, (arr, dtype) in arrays.items():
-        if arr.dtype != dtype:
-            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
 
 
 def correct_linearity(data, gdq, pdq, coeffs, lin_dq, dqflags, zeroframe=None, *,
@@ -29,7 +23,7 @@ def correct_linearity(data, gdq, pdq, coeffs, lin_dq, dqflags, zeroframe=None, *
     Its NaN / zero-c1 pixels also get NO_LIN_CORR (their inverse becomes the identity).
     ZEROFRAME always gets the classic correction. Returns ``(data, pdq, zeroframe)``.
     """
-    _check_dtypes(data=(data, np.float32), gdq=(gdq, np.uint8), pdq=(pdq, np.uint32))
+    check_dtypes(data=(data, np.float32), gdq=(gdq, np.uint8), pdq=(pdq, np.uint32))
     ny, nx = data.shape[-2:]
     coeffs = np.ascontiguousarray(coeffs, dtype=np.float32)
     lin_dq = np.ascontiguousarray(lin_dq, dtype=np.uint32)

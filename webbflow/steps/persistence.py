@@ -3,15 +3,9 @@
 import numpy as np
 
 from webbflow.kernels.persistence import _flag_persistence
+from webbflow.steps._checks import check_dtypes
 
 __all__ = ["flag_persistence", "persistence_group_times", "mjd_to_epoch"]
-
-
-def _check_dtypes(**arrays):
-    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
-    for name, (arr, dtype) in arrays.items():
-        if arr.dtype != dtype:
-            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
 
 
 def mjd_to_epoch(mjd):
@@ -46,7 +40,7 @@ def flag_persistence(data, gdq, persistence_array, group_times, persistence_time
     ``persistence_group_times``. ``persistence_time`` None or <= 0: nothing is done
     (the official step reports FAILED). Returns ``(gdq, persistence_array, status)``.
     """
-    _check_dtypes(data=(data, np.float32), gdq=(gdq, np.uint8))
+    check_dtypes(data=(data, np.float32), gdq=(gdq, np.uint8))
     if persistence_time is None or persistence_time <= 0.0:
         return gdq, persistence_array, "FAILED"
     flag = dqflags["PERSISTENCE"] | (dqflags["DO_NOT_USE"] if persistence_dnu else 0)

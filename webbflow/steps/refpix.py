@@ -18,15 +18,10 @@ import numpy as np
 
 from webbflow.kernels import refpix as _k
 from webbflow.steps.subarray import is_subarray, to_detector_frame, to_dms_frame
+from webbflow.steps._checks import check_dtypes
 
 __all__ = ["correct_refpix"]
 
-
-def _check_dtypes(**arrays):
-    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
-    for name, (arr, dtype) in arrays.items():
-        if arr.dtype != dtype:
-            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
 
 NIR_FULL = 2048
 NIR_AMPLIFIERS = ((0, 512), (512, 1024), (1024, 1536), (1536, 2048))
@@ -258,7 +253,7 @@ def correct_refpix(
     Returns ``(data, status)``, status "COMPLETE" or "SKIPPED" (MIRI subarray, or a subarray
     that does not fit in the full frame), as the official step records it.
     """
-    _check_dtypes(data=(data, np.float32), pdq=(pdq, np.uint32))
+    check_dtypes(data=(data, np.float32), pdq=(pdq, np.uint32))
     ny, nx = data.shape[-2:]
     xsize = nx if xsize is None else xsize
     ysize = ny if ysize is None else ysize

@@ -3,15 +3,9 @@
 import numpy as np
 
 from webbflow.kernels.reset import _subtract_reset
+from webbflow.steps._checks import check_dtypes
 
 __all__ = ["subtract_reset"]
-
-
-def _check_dtypes(**arrays):
-    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
-    for name, (arr, dtype) in arrays.items():
-        if arr.dtype != dtype:
-            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
 
 
 def subtract_reset(data, pdq, reset_sci, reset_dq, dqflags=None, *, integration_start=None,
@@ -23,7 +17,7 @@ def subtract_reset(data, pdq, reset_sci, reset_dq, dqflags=None, *, integration_
     (segments: data integration k is exposure integration integration_start-1+k).
     ``nints``: exposure NINTS (default: data's). ``pdq |= reset_dq``. Returns ``(data, pdq)``.
     """
-    _check_dtypes(data=(data, np.float32), pdq=(pdq, np.uint32))
+    check_dtypes(data=(data, np.float32), pdq=(pdq, np.uint32))
     n_data, ngroups, ny, nx = data.shape
     reset = np.asarray(reset_sci, dtype=np.float32)
     if reset.ndim == 3:

@@ -6,15 +6,9 @@ Flag-only, as ``jwst.rscd.rscd_sub`` in jwst 3.0 (no pixel values change).
 import numpy as np
 
 from webbflow.kernels.rscd import _any_problem, _flag_rscd
+from webbflow.steps._checks import check_dtypes
 
 __all__ = ["flag_rscd", "rscd_skip_groups"]
-
-
-def _check_dtypes(**arrays):
-    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
-    for name, (arr, dtype) in arrays.items():
-        if arr.dtype != dtype:
-            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
 
 
 def rscd_skip_groups(ngroups, nints, group_skip_int1, group_skip_int2p):
@@ -62,7 +56,7 @@ def flag_rscd(gdq, pdq, group_skip_int1, group_skip_int2p, dqflags, *, nints=Non
     Whole frames: the back-off loop stops on a frame-wide condition, as official.
     Returns ``(gdq, pdq, status)``.
     """
-    _check_dtypes(gdq=(gdq, np.uint8), pdq=(pdq, np.uint32))
+    check_dtypes(gdq=(gdq, np.uint8), pdq=(pdq, np.uint32))
     n_data, ngroups = gdq.shape[:2]
     nints = n_data if nints is None else nints
     skips = rscd_skip_groups(ngroups, nints, group_skip_int1, group_skip_int2p)

@@ -8,15 +8,10 @@ Same science as ``stcal.saturation.flag_saturated_pixels`` (stcal 1.20) as calle
 import numpy as np
 
 from webbflow.kernels import saturation as _k
+from webbflow.steps._checks import check_dtypes
 
 __all__ = ["flag_saturated", "make_read_pattern"]
 
-
-def _check_dtypes(**arrays):
-    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
-    for name, (arr, dtype) in arrays.items():
-        if arr.dtype != dtype:
-            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
 
 ATOD_LIMIT = 65535
 
@@ -26,13 +21,10 @@ def make_read_pattern(ngroups, nframes):
     return [[x + 1 + g * nframes for x in range(nframes)] for g in range(ngroups)]
 
 
-def _grow_or(plane, flag, n, rowhas, active, work, known_rows=False):
-    """plane |= flag on the (2n+1)^2 box dilation of ``plane & flag`` (rows with no flagged
-    pixel nearby are skipped)."""
-    if not known_rows:
-        _k._row_has(plane, flag, rowhas)
-    _k._dilate(plane, flag, n, rowhas, active, work)
-    _k._or_where(plane, work, active, flag)
+def _grow_or(plane, flag, n, rowhas, snap):
+    """plane |= flag on the (2n+1)^2 box dilation of ``plane & flag``."""
+    _k._snap_flag(plane, flag, snap, rowhas)
+    _k._grow_from(plane, snap, n, rowhas, flag)
 
 
 def flag_saturated(
@@ -65,7 +57,7 @@ def flag_saturated(
     Reference arrays are not modified (the official code mutates them).
     Returns ``(gdq, pdq, zeroframe)``.
     """
-    _check_dtypes(data=(data, np.float32), gdq=(gdq, np.uint8), pdq=(pdq, np.uint32))
+    check_dtypes(data=(data, np.float32), gdq=(gdq, np.uint8), pdq=(pdq, np.uint32))
     nints, ngroups, ny, nx = data.shape
     if gdq.shape != data.shape or pdq.shape != (ny, nx):
         raise ValueError("data / gdq / pdq shapes do not match")
@@ -89,6 +81,7 @@ def flag_saturated(
     active = np.empty(ny, np.bool_)
     prev = np.empty((ny, nx), np.bool_)
     flag = np.empty((ny, nx), np.uint8)
+    snap = np.empty((ny, nx), np.uint8)
     if bias is None:
         bias_arr = np.zeros((ny, nx), np.float32)
     else:
@@ -97,9 +90,9 @@ def flag_saturated(
     for i in range(nints):
         prev[:] = False
         for g in range(ngroups):
-            _k._forward_group(data[i, g], gdq[i, g], thr, prev, sat, low, rowhas)
+            _k._forward_group(data[i, g], gdq[i, g], thr, prev, sat, low, rowhas, snap)
             if n > 0:
-                _grow_or(gdq[i, g], sat, n, rowhas, active, grown, known_rows=True)
+                _k._grow_from(gdq[i, g], snap, n, rowhas, sat)
         if read_pattern is not None:
             for g in range(ngroups - 2, -1, -1):
                 if dilution[g] == 1:
@@ -108,7 +101,7 @@ def flag_saturated(
                     data[i, g], gdq[i, g], gdq[i, g + 1], thr, nosat, dilution[g], sat, dnu, flag
                 )
                 if n > 0:
-                    _grow_or(flag, dnu, n, rowhas, active, grown)
+                    _grow_or(flag, dnu, n, rowhas, snap)
                 np.bitwise_or(gdq[i, g], flag, out=gdq[i, g])
             if ngroups > 2:
                 _k._group2_check(

@@ -3,15 +3,9 @@
 import numpy as np
 
 from webbflow.kernels.superbias import _subtract_superbias, _subtract_superbias_zeroframe
+from webbflow.steps._checks import check_dtypes
 
 __all__ = ["subtract_superbias"]
-
-
-def _check_dtypes(**arrays):
-    """The kernels are compiled for the pipeline dtypes; refuse silent up/down-casts."""
-    for name, (arr, dtype) in arrays.items():
-        if arr.dtype != dtype:
-            raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
 
 
 def subtract_superbias(data, pdq, bias, bias_dq, dqflags=None, zeroframe=None):
@@ -21,7 +15,7 @@ def subtract_superbias(data, pdq, bias, bias_dq, dqflags=None, zeroframe=None):
     ``bias`` / ``bias_dq`` must already be cut to ``data``'s frame (or row block).
     ``dqflags`` is unused (kept for a uniform signature). Returns ``(data, pdq, zeroframe)``.
     """
-    _check_dtypes(data=(data, np.float32), pdq=(pdq, np.uint32))
+    check_dtypes(data=(data, np.float32), pdq=(pdq, np.uint32))
     ny, nx = data.shape[-2:]
     bias = np.ascontiguousarray(bias, dtype=np.float32)
     bias_dq = np.ascontiguousarray(bias_dq, dtype=np.uint32)
