@@ -25,6 +25,7 @@ from webbflow.sim.program import demo_program  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exposures", type=int, default=1000)
+    parser.add_argument("--profile", default=None, help="write a cProfile of the first run here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         seed_dir = Path(tmp) / "seed"
@@ -38,7 +39,8 @@ def main():
             detector = source.name.split("_")[3]
             name = f"jw01234{100 + i // 100:03d}001_02101_{i % 100 + 1:05d}_{detector}_uncal.fits"
             os.link(source, program / name)
-        command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+        profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+        command = [sys.executable, *profile, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
                    "--workflow-profile", "none", "-n", "--quiet", "--cores", "16",
                    "--directory", str(program)]
         for label in ("first dry run (headers read)", "second dry run (headers cached)"):

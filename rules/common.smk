@@ -22,6 +22,9 @@ validate(config, schema=f"{workflow.basedir}/config/schema.yaml")
 PROGRAM = Path.cwd()
 HEADERS = planning.HeaderCache(PROGRAM)
 UNCAL = planning.discover(PROGRAM, "uncal")
+for _exposure in UNCAL:
+    HEADERS.get(f"{_exposure}_uncal.fits")
+HEADERS.save()
 CRDS_SETTINGS = webbflow_crds.configure(planning.crds_settings(config, PROGRAM))
 CRDS_CONTEXT = None
 REFERENCES = None
@@ -53,12 +56,26 @@ def header(exposure, suffix="uncal"):
     return HEADERS.get(f"{exposure}_{suffix}.fits")
 
 
+# Snakemake calls input, params and resource functions several times per job: each
+# exposure's plan is worked out once and kept.
+_CONFIGS = {}
+_PLANS = {}
+
+
 def detector1_config(exposure):
-    return planning.detector1_config(config, header(exposure)["meta"])
+    if exposure not in _CONFIGS:
+        _CONFIGS[exposure] = planning.detector1_config(config, header(exposure)["meta"])
+    return _CONFIGS[exposure]
 
 
 def get_detector1_plan(wildcards):
     """Reference files and the problem (if any) of one stage-1 job, decided once."""
+    if wildcards.exposure not in _PLANS:
+        _PLANS[wildcards.exposure] = _detector1_plan(wildcards)
+    return _PLANS[wildcards.exposure]
+
+
+def _detector1_plan(wildcards):
     entry = header(wildcards.exposure)
     if entry["problem"]:
         return {"refs": {}, "problem": entry["problem"]}

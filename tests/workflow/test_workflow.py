@@ -100,6 +100,16 @@ def test_full_run_writes_products_next_to_inputs(finished_run):
     assert "Nothing to be done" in _snakemake(finished_run, "-n").stdout
 
 
+def test_report_has_a_preview_of_every_rate_product(finished_run):
+    for stem in (NIS3, NIS2, MIRI):
+        png = (finished_run / f"{stem}_rate.png").read_bytes()
+        assert png.startswith(b"\x89PNG")
+    _snakemake(finished_run, "--report", "report.html")
+    html = (finished_run / "report.html").read_text(errors="replace")
+    for stem in (NIS3, NIS2, MIRI):
+        assert f"{stem}_rate.png" in html
+
+
 def test_parameter_edit_reruns_exactly_the_affected_jobs(finished_run, tmp_path):
     miri_only = tmp_path / "rscd.yaml"
     miri_only.write_text("detector1:\n  steps:\n    rscd:\n      skip: true\n")

@@ -96,6 +96,60 @@ def _robust_abs_median(ad, buf, tmp):
 
 
 @njit
+def _quiet_first_pass(buf, tmp, n, rnv, rej, thr3, thr2):
+    """True when the first iteration of the iterative search flags nothing.
+
+    buf[:n] holds the pixel's n non-NaN differences sorted ascending (left by the signed
+    median). Their absolute values, sorted, come from merging the negative and
+    non-negative runs (no second sort); the robust median is then taken as in
+    :func:`_robust_abs_median`. The largest ratio |f32(|d| - median)| / sigma is reached
+    at the largest or the smallest |d| (every operation is monotone), so those two
+    decide. False (run the full search) whenever a ratio is NaN or above threshold.
+    """
+    if n < 2:
+        return False
+    p = 0
+    while p < n and buf[p] < 0.0:
+        p += 1
+    a = p - 1
+    b = p
+    for j in range(n):
+        if a >= 0 and (b >= n or -buf[a] <= buf[b]):
+            tmp[j] = -buf[a]
+            a -= 1
+        else:
+            tmp[j] = abs(buf[b])
+            b += 1
+    if n == 2:
+        mi = tmp[0]
+        thr = thr2
+    elif n == 3:
+        mi = tmp[1]
+        thr = thr3
+    else:
+        thr = rej
+        mx = tmp[n - 1]
+        m = n - 1
+        while m > 0 and tmp[m - 1] == mx:
+            m -= 1
+        if m == 0:
+            return False
+        h = m >> 1
+        if m & 1:
+            mi = tmp[h]
+        else:
+            mi = (tmp[h - 1] + tmp[h]) / 2.0
+    si = math.sqrt(abs(mi) + rnv)
+    if not si > 0.0:
+        return False
+    r0 = np.float64(abs(np.float32(tmp[0] - mi))) / si
+    r1 = np.float64(abs(np.float32(tmp[n - 1] - mi))) / si
+    if math.isnan(r0) or math.isnan(r1):
+        return False
+    return not (r0 > thr or r1 > thr)
+
+
+@njit
 def _detect_row(y, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
                 flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src):
     """Detection for row y (serial; see :func:`_detect`)."""
@@ -173,7 +227,7 @@ def _detect_row(y, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr
                             (gdq[i, k + 1, y, x] & dnu_sat) == 0:
                         gdq[i, k + 1, y, x] |= jump
                         newj = True
-        else:
+        elif not _quiet_first_pass(buf, tmp, n, rnv, rej, thr3, thr2):
             for i in range(nints):
                 for k in range(nd):
                     ad[i, k] = abs(d[i, k])
