@@ -29,7 +29,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         seed_dir = Path(tmp) / "seed"
-        simulate_program(seed_dir, demo_program()[3:6], seed=1)
+        simulate_program(seed_dir, [demo_program()[i] for i in (3, 4, 6)], seed=1)
         sources = sorted(seed_dir.glob("*_uncal.fits"))
         program = Path(tmp) / "program"
         program.mkdir()

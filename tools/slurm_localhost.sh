@@ -52,7 +52,7 @@ for _ in $(seq 30); do sinfo -h -o %T 2>/dev/null | grep -qE "idle|mix" && break
 sinfo
 
 rm -rf "$WORK"
-"$REPO/.venv/bin/webbflow-synth" "$WORK" --only 3,4,5
+"$REPO/.venv/bin/webbflow-synth" "$WORK" --only 3,4,6
 cd "$WORK"
 # the profile's defaults, capped to this one node
 "$PY" -m snakemake -s "$REPO/Snakefile" --profile "$REPO/profiles/slurm" \

@@ -146,3 +146,27 @@ def test_real_products_read(path):
     np.testing.assert_array_equal(product["data"], sci)
     assert product.get("instrument.name") == instrument
     assert product["data"].dtype.isnative
+
+
+@pytest.mark.oracle
+def test_synthetic_references_open_as_their_models(synthetic_program, monkeypatch):
+    """Every reference file the synthetic observatory writes is a valid official model."""
+    monkeypatch.setenv("STRICT_VALIDATION", "true")
+    from stdatamodels.jwst import datamodels
+
+    expected = {"mask": "MaskModel", "saturation": "SaturationModel",
+                "superbias": "SuperBiasModel", "linearity": "LinearityModel",
+                "gain": "GainModel", "readnoise": "ReadnoiseModel", "ipc": "IPCModel",
+                "rscd": "RSCDModel", "reset": "ResetModel"}
+    seen = set()
+    for path in sorted((synthetic_program / "crds_cache/references/jwst").rglob("*.fits")):
+        reftype = path.name.split("_")[2]
+        instrument = path.name.split("_")[1]
+        model_type = expected.get(reftype) or ("DarkMIRIModel" if instrument == "miri" else "DarkModel")
+        with datamodels.open(path) as model:
+            assert type(model).__name__ == model_type, path.name
+            model.validate()
+            assert model.meta.reftype.lower() == reftype
+            assert model.meta.instrument.name == instrument.upper()
+        seen.add(reftype)
+    assert seen == set(expected) | {"dark"}

@@ -32,7 +32,7 @@ MIRI = "jw01234003001_02101_00001_mirimage"
 def small_program(tmp_path_factory):
     """Two NIRISS exposures and a MIRI one, with their CRDS cache."""
     root = tmp_path_factory.mktemp("program")
-    simulate_program(root, demo_program()[3:6], seed=5)
+    simulate_program(root, [demo_program()[i] for i in (3, 4, 6)], seed=5)
     shutil.rmtree(root / "truth")
     return root
 

@@ -9,6 +9,7 @@ server, unknown reftype, a chosen file missing from an offline cache) is one
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 from webbflow.errors import WebbflowError
@@ -33,6 +34,7 @@ def configure(settings=None):
     (server-less mode), which is what a machine without network needs.
     """
     settings = dict(settings or {})
+    previous_path = os.environ.get("CRDS_PATH")
     effective = {}
     for key, variable in ENVIRONMENT.items():
         value = settings.get(key) or os.environ.get(variable)
@@ -48,6 +50,11 @@ def configure(settings=None):
     if effective["server_url"] == SERVERLESS_URL:
         effective["mode"] = "local"
         os.environ["CRDS_MODE"] = "local"
+    if "crds" in sys.modules and previous_path != os.environ.get("CRDS_PATH"):
+        # rules are cached by file name, and another cache may reuse the same names
+        from crds.core import rmap  # noqa: PLC0415
+
+        rmap._load_mapping.cache.clear()
     # the science code must not ask CRDS for step parameters behind the user's back
     os.environ.setdefault("STPIPE_DISABLE_CRDS_STEPPARS", "true")
     logging.getLogger("CRDS").setLevel(logging.WARNING)

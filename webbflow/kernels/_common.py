@@ -1,5 +1,7 @@
 """Small serial kernels that several steps' kernels call."""
 
+import numpy as np
+
 from webbflow.kernels._options import njit
 
 
@@ -41,3 +43,45 @@ def _sort_nonan(v, tmp):
         for j in range(i + 1, n):
             r += tmp[j] < a
         v[r] = a
+
+
+@njit
+def _median_nonan(buf, n):
+    """Median of the NaN-free buf[:n] (NaN for n == 0): the middle value of a stable
+    ascending sort, or the mean (lo + hi) / 2.0 of the two middle ones for even n.
+
+    n <= 16: found by stable ranks without moving anything (buf is left as is); longer
+    arrays are sorted in place with :func:`_sort_small`.
+    """
+    if n == 0:
+        return np.nan
+    h = n >> 1
+    if n > 16:
+        v = buf[:n]
+        _sort_small(v)
+        if n & 1:
+            return v[h]
+        return (v[h - 1] + v[h]) / 2.0
+    lo = np.nan
+    hi = np.nan
+    need = 1 if n & 1 else 2
+    hl = -1 if n & 1 else h - 1     # rank of the lower middle value (even n only)
+    found = 0
+    for i in range(n):
+        a = buf[i]
+        r = 0
+        for j in range(i):
+            r += buf[j] <= a
+        for j in range(i + 1, n):
+            r += buf[j] < a
+        if r == h:
+            hi = a
+            found += 1
+        elif r == hl:
+            lo = a
+            found += 1
+        if found == need:
+            break
+    if n & 1:
+        return hi
+    return (lo + hi) / 2.0

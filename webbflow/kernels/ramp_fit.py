@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import prange
 
-from webbflow.kernels._common import _sort_nonan
+from webbflow.kernels._common import _median_nonan
 from webbflow.kernels._options import njit
 
 LARGE_VARIANCE = 1.0e6
@@ -90,24 +90,6 @@ def _rnoise_var(rn, gain, t, n, check_gain):
 
 
 @njit
-def _nan_median_sorted(buf, n, tmp):
-    """Median of the first n (NaN-free) entries of buf (sorted in place; tmp scratch),
-    NaN if n == 0."""
-    if n == 0:
-        return np.nan
-    v = buf[:n]
-    _sort_nonan(v, tmp)
-    if n == 1:
-        return v[0]
-    if n == 2:
-        return (v[0] + v[1]) / 2.0
-    m = n >> 1
-    if n & 1:
-        return v[m]
-    return (v[m] + v[m - 1]) / 2.0
-
-
-@njit
 def _snr_power_index(snr):
     if snr < 5.0:
         return 0
@@ -156,7 +138,6 @@ def _fit_row(y, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, use_char
     seg_s = np.empty(ngroups + 1, dtype=np.int64)
     seg_e = np.empty(ngroups + 1, dtype=np.int64)
     buf = np.empty(ngroups + 1, dtype=np.float64)
-    tmp = np.empty(ngroups + 1, dtype=np.float64)
     loc = np.empty(ngroups, dtype=np.float64)
     has_jump = np.zeros(nints, dtype=np.bool_)
     has_pers = np.zeros(nints, dtype=np.bool_)
@@ -294,7 +275,7 @@ def _fit_row(y, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, use_char
                     if n == 0 and not math.isnan(loc0):
                         buf[0] = loc0
                         n = 1
-                    mrate = _nan_median_sorted(buf, n, tmp)
+                    mrate = _median_nonan(buf, n)
                 if math.isnan(mrate):
                     mrate = 0.0
                 acc += mrate

@@ -227,6 +227,35 @@ def _apply_side(group, side, gain, out):
             out[y, x] = np.float32(np.float64(group[y, x]) - s)
 
 
+@njit
+def _fused_value(v, cs, cm, s, gain, f32):
+    t = np.float64(v)
+    if cm:
+        t = t - cs
+        if f32:
+            t = np.float64(np.float32(t))
+    return np.float32(t - gain * s)
+
+
+@njit(parallel=True)
+def _fused_correct(plane, colsig, colmask, side, gain, transposed, f32):
+    """In place on a DMS-frame group: v -> float32(t - gain * side), where
+    t = buffer-dtype(float64(v) - colsig) on masked columns (float32 rounding when f32)
+    else v; colsig/colmask are indexed by the DMS axis that is the detector column
+    (x, or y when ``transposed``) and side by the other one (vectors already flipped)."""
+    ny, nx = plane.shape
+    for y in prange(ny):
+        if transposed:
+            cs = colsig[y]
+            cm = colmask[y]
+            for x in range(nx):
+                plane[y, x] = _fused_value(plane[y, x], cs, cm, side[x], gain, f32)
+        else:
+            s = side[y]
+            for x in range(nx):
+                plane[y, x] = _fused_value(plane[y, x], colsig[x], colmask[x], s, gain, f32)
+
+
 @njit(parallel=True)
 def _shift_frame(dst, src, sign):
     """dst = float32(float64(dst) + sign * float64(src)) (MIRI first-read subtraction)."""

@@ -240,6 +240,11 @@ def demo_program():
                      readpatt="NISRAPID", ngroups=2, nints=1, subarray="SUB256",
                      xstart=1793, ystart=1793, xsize=256, ysize=256, observation=2, exposure=2,
                      seed=22),
+        # a 1-group ramp
+        ExposureSpec(instrument="NIRISS", detector="NIS", exp_type="NIS_IMAGE", filter="F150W",
+                     readpatt="NISRAPID", ngroups=1, nints=1, subarray="SUB256",
+                     xstart=1793, ystart=1793, xsize=256, ysize=256, observation=2, exposure=3,
+                     seed=23),
         # MIRI imaging with several integrations (RSCD and RESET)
         ExposureSpec(instrument="MIRI", detector="MIRIMAGE", exp_type="MIR_IMAGE",
                      filter="F770W", readpatt="FAST", ngroups=10, nints=2, subarray="SUB256",

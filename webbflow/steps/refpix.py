@@ -57,8 +57,15 @@ def _good(values, dq, dnu):
     return values[(dq & dnu) == 0]
 
 
-def _nir_top_bottom(det, pdq_det, dnu, odd_even_columns, siglimit, colsig, colmask):
-    """Per-column top/bottom signal of each amplifier (official ``do_top_bottom_correction``)."""
+def _nir_top_bottom(det, pdq_det, dnu, odd_even_columns, siglimit, colsig, colmask, dtype=None):
+    """Per-column top/bottom signal of each amplifier (official ``do_top_bottom_correction``).
+
+    dtype: the group buffer dtype when ``det`` is a view of differing dtype (the reference
+    values are converted, exactly, before the clipped means)."""
+    if dtype is not None and det.dtype != dtype:
+        good = lambda v, q, f: _good(v, q, f).astype(dtype)  # noqa: E731
+    else:
+        good = _good
     colmask[:] = False
     for c0, c1 in NIR_AMPLIFIERS:
         if odd_even_columns:
@@ -68,7 +75,7 @@ def _nir_top_bottom(det, pdq_det, dnu, odd_even_columns, siglimit, colsig, colma
                 for r0, r1 in (NIR_TOP, NIR_BOTTOM):
                     ref = det[r0:r1, start:c1:2]
                     dq = pdq_det[r0:r1, start:c1:2]
-                    edge.append(_clip(_good(ref, dq, dnu), siglimit))
+                    edge.append(_clip(good(ref, dq, dnu), siglimit))
                 sig[parity] = _avg_with_none(edge[0], edge[1])
             if sig["odd"] is not None and sig["even"] is not None:
                 colsig[c0:c1:2] = np.float64(sig["odd"])
@@ -77,7 +84,7 @@ def _nir_top_bottom(det, pdq_det, dnu, odd_even_columns, siglimit, colsig, colma
         else:
             edge = []
             for r0, r1 in (NIR_TOP, NIR_BOTTOM):
-                edge.append(_clip(_good(det[r0:r1, c0:c1], pdq_det[r0:r1, c0:c1], dnu), siglimit))
+                edge.append(_clip(good(det[r0:r1, c0:c1], pdq_det[r0:r1, c0:c1], dnu), siglimit))
             s = _avg_with_none(edge[0], edge[1])
             if s is not None:
                 colsig[c0:c1] = np.float64(s)
@@ -94,6 +101,50 @@ def _combine_with_nans(a, b):
     return out
 
 
+def _nir_fullframe_fused(data, pdq_det, dnu, fastaxis, slowaxis, odd_even_columns,
+                         side_smoothing_length, side_gain, siglimit, buf_dtype,
+                         colsig, colmask, left, right):
+    """Full frame with side correction, without whole-frame copies: the statistics are
+    taken on detector-frame views of the few reference rows/columns (converted to the
+    buffer dtype), then one pass per group applies column and side signals in place with
+    the same per-pixel operations as the copy-based path (see ``_k._fused_correct``)."""
+    nints, ngroups = data.shape[:2]
+    (a0, a1), (b0, b1) = NIR_SIDES
+    nside = a1 - a0
+    pdq_l = np.ascontiguousarray(pdq_det[:, a0:a1])
+    pdq_r = np.ascontiguousarray(pdq_det[:, b0:b1])
+    transposed = abs(fastaxis) != 1
+    for i in range(nints):
+        for g in range(ngroups):
+            plane = data[i, g]
+            det = to_detector_frame(plane, fastaxis, slowaxis)
+            _nir_top_bottom(det, pdq_det, dnu, odd_even_columns, siglimit, colsig, colmask,
+                            dtype=buf_dtype)
+            for (c0, c1), pq, dst in (((a0, a1), pdq_l, left), ((b0, b1), pdq_r, right)):
+                cols = det[:, c0:c1].astype(buf_dtype)   # a copy, contiguous
+                _k._subtract_columns(cols, colsig[c0:c1], colmask[c0:c1])
+                _k._side_medians(cols, pq, 0, nside, side_smoothing_length, dnu, dst)
+            side = _combine_with_nans(left, right)
+            # detector row r / column c as DMS vectors (flip by the axis signs; swapped
+            # when the fast axis is DMS y)
+            col_d, mask_d, side_d = colsig, colmask, side
+            if transposed:
+                if fastaxis < 0:
+                    col_d, mask_d = col_d[::-1], mask_d[::-1]
+                if slowaxis < 0:
+                    side_d = side_d[::-1]
+            else:
+                if fastaxis < 0:
+                    col_d, mask_d = col_d[::-1], mask_d[::-1]
+                if slowaxis < 0:
+                    side_d = side_d[::-1]
+            _k._fused_correct(plane, np.ascontiguousarray(col_d), np.ascontiguousarray(mask_d),
+                              np.ascontiguousarray(side_d), float(side_gain), transposed,
+                              buf_dtype == np.float32)
+            buf_dtype = np.float64  # the official group buffer is float64 from now on
+    return buf_dtype
+
+
 def _nir_fullframe(data, pdq_det, dnu, window, fastaxis, slowaxis, odd_even_columns,
                    use_side_ref_pixels, side_smoothing_length, side_gain, siglimit,
                    buf_dtype=np.float32):
@@ -105,6 +156,10 @@ def _nir_fullframe(data, pdq_det, dnu, window, fastaxis, slowaxis, odd_even_colu
     left = np.empty(NIR_FULL, np.float64)
     right = np.empty(NIR_FULL, np.float64)
     out = np.empty(full, np.float32)
+    if window is None and use_side_ref_pixels:
+        return _nir_fullframe_fused(data, pdq_det, dnu, fastaxis, slowaxis, odd_even_columns,
+                                    side_smoothing_length, side_gain, siglimit, buf_dtype,
+                                    colsig, colmask, left, right)
     for i in range(nints):
         for g in range(ngroups):
             if window is None:
