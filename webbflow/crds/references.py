@@ -7,6 +7,7 @@ server, unknown reftype, a chosen file missing from an offline cache) is one
 :class:`WebbflowError` line naming the exposure, the reftype and the context.
 """
 
+import ast
 import logging
 import os
 import sys
@@ -75,16 +76,24 @@ def _crds():
 
 
 def resolve_context(settings):
-    """The pipeline mapping to use: pinned in settings, else the cache's operational one."""
+    """The pipeline mapping to use: pinned in settings, else the operational one (read
+    from the cache's server configuration when offline, asked of the server online)."""
     if settings.get("context"):
         return settings["context"]
+    if offline(settings):
+        server_config = Path(settings.get("path", "")) / "config" / OBSERVATORY / "server_config"
+        try:
+            return ast.literal_eval(server_config.read_text())["operational_context"]
+        except (OSError, ValueError, SyntaxError, KeyError) as exc:
+            raise WebbflowError(server_config, "cannot read the operational CRDS context of "
+                                               f"an offline cache ({exc})") from None
     crds = _crds()
     from crds.core import heavy_client  # noqa: PLC0415
 
     try:
         context = heavy_client.get_context_name(OBSERVATORY)
     except Exception as exc:
-        raise WebbflowError(settings.get("path", "CRDS_PATH"),
+        raise WebbflowError(settings.get("server_url", "CRDS_SERVER_URL"),
                             f"cannot determine the CRDS context: {exc}") from None
     return crds.core.config.pop_crds_uri(context) if "://" in context else context
 
