@@ -16,6 +16,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/detector1.smk"
+include: "rules/associations.smk"
 
 
 rule all:
@@ -27,3 +28,8 @@ rule all:
 rule detector1_all:
     input:
         get_detector1_outputs(),
+
+
+rule associations_all:
+    input:
+        get_association_outputs(),

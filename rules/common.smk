@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 import webbflow
+from webbflow import associations
 from webbflow import crds as webbflow_crds
 from webbflow import planning
 from webbflow.errors import WebbflowError
@@ -32,6 +33,7 @@ REFERENCES = None
 
 wildcard_constraints:
     exposure=planning.EXPOSURE_WILDCARD,
+    association=r"[a-z0-9_\-]+_asn\.json",
 
 
 def crds_context():
@@ -130,8 +132,26 @@ def get_detector1_outputs():
     return outputs
 
 
+def _associations():
+    """Level-2 and level-3 associations from the headers, unless MAST delivered some."""
+    if planning.delivered_associations(PROGRAM):
+        return {}
+    exposures = [associations.Exposure(stem, header(stem)["meta"]) for stem in UNCAL
+                 if not header(stem)["problem"]]
+    made = associations.level2_associations(exposures)
+    made.update(associations.level3_associations(exposures))
+    return {name: associations.dumps(content) for name, content in made.items()}
+
+
+ASSOCIATIONS = _associations()
+
+
+def get_association_outputs():
+    return [f"asn/{name}" for name in sorted(ASSOCIATIONS)]
+
+
 def get_final_outputs():
-    return get_detector1_outputs()
+    return get_detector1_outputs() + get_association_outputs()
 
 
 onsuccess:

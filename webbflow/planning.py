@@ -39,7 +39,7 @@ _PLAN_KEYWORDS = (
     "meta.subarray.ystart", "meta.subarray.xsize", "meta.subarray.ysize",
     "meta.observation.date", "meta.observation.time", "meta.observation.program_number",
     "meta.observation.observation_number", "meta.observation.visit_number",
-    "meta.visit.tsovisit", "meta.exposure.gain_factor",
+    "meta.visit.tsovisit", "meta.exposure.gain_factor", "meta.target.catalog_name",
 )
 
 DETECTOR1_STEPS_NIR = (
@@ -75,6 +75,13 @@ def detector1_steps(instrument):
 
 
 # ---------------------------------------------------------------------------- discovery
+
+
+def delivered_associations(root):
+    """Association files MAST delivered with the program (anywhere but ``asn/``)."""
+    root = Path(root)
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*_asn.json")
+                  if not p.relative_to(root).as_posix().startswith(("asn/", ".")))
 
 
 def discover(root, suffix="uncal"):

@@ -47,7 +47,7 @@ def test_clipped_mean_matches_scipy(dtype):
     assert np.isnan(_clipped_mean(np.array([1, np.nan], dtype), 3.0)[1])
 
 
-@pytest.mark.parametrize("fast,slow", [(2, 1)])
+@pytest.mark.parametrize("fast,slow", [(2, 1), (-2, -1), (1, -2)])
 def test_nir_fullframe_vs_naive(fast, slow):
     data, pdq = _cube((1, 2, 2048, 2048), 7)
     exp = naive_refpix_nir_fullframe(data, pdq, DNU, fast, slow)

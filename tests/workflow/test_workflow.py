@@ -75,7 +75,31 @@ def test_dry_run_plans_one_stage1_job_per_exposure(small_program, tmp_path):
     (program / "nested").mkdir()
     os.link(program / f"{NIS2}_uncal.fits", program / "nested" / "jw01234005001_02101_00001_nis_uncal.fits")
     counts, _ = _planned(program)
-    assert counts == {"detector1": 4, "all": 1, "total": 5}
+    # four level-2 associations and two level-3 ones: the nested copy's header says
+    # observation 2, and headers, not names, decide the grouping
+    assert counts == {"association": 6, "detector1": 4, "all": 1, "total": 11}
+
+
+def test_associations_from_headers_unless_delivered(finished_run, tmp_path):
+    names = sorted(p.name for p in (finished_run / "asn").iterdir())
+    assert names == sorted([
+        f"{NIS3}_image2_asn.json", f"{NIS2}_image2_asn.json", f"{MIRI}_image2_asn.json",
+        "jw01234-o002_20230110t030000_image3_00001_asn.json",
+        "jw01234-o003_20230110t030000_image3_00001_asn.json",
+    ])
+    import json
+
+    niriss = json.loads((finished_run / "asn" / names[0]).read_text())
+    assert niriss["asn_type"] == "image3" and niriss["asn_id"] == "o002"
+    assert niriss["products"][0]["name"] == "jw01234-o002_t001_niriss_f150w-sub256"
+    assert [m["expname"] for m in niriss["products"][0]["members"]] == [
+        f"{NIS3}_cal.fits", f"{NIS2}_cal.fits"]
+    # a program delivered with MAST's associations keeps them and gets none generated
+    program = _copy(finished_run, tmp_path)
+    shutil.rmtree(program / "asn")
+    (program / "jw01234-o002_20221212t000000_image3_00009_asn.json").write_text(json.dumps(niriss))
+    counts, _ = _planned(program)
+    assert "association" not in counts
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,8 @@
+"""Associations: the grouping of exposures into level-2 and level-3 products."""
+
+from webbflow.associations.generate import (  # noqa: F401
+    Exposure,
+    dumps,
+    level2_associations,
+    level3_associations,
+)

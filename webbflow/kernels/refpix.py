@@ -183,6 +183,33 @@ def _median_sorted(w, n):
     return np.float64(s) / 2
 
 
+@njit
+def _side_median_row(group, dq, c0, c1, length, dnu, i, w):
+    """Running-median value of row i (see :func:`_side_medians`); w: scratch."""
+    ny = group.shape[0]
+    L = length if length % 2 == 1 else length + 1
+    buf = L // 2
+    n = 0
+    hasnan = False
+    for j in range(i, i + length):
+        r = j - buf
+        if r < 0:
+            r = -r
+        elif r > ny - 1:
+            r = 2 * (ny - 1) - r
+        for cc in range(c0, c1):
+            if (dq[r, cc] & dnu) == 0:
+                v = group[r, cc]
+                if np.isnan(v):
+                    hasnan = True
+                w[n] = v
+                n += 1
+    if n == 0 or hasnan:
+        return np.nan
+    _insertion_sort(w, n)
+    return _median_sorted(w, n)
+
+
 @njit(parallel=True)
 def _side_medians(group, dq, c0, c1, length, dnu, out):
     """Running median (official ``median_filter``) over columns c0..c1-1 of ``group``.
@@ -191,30 +218,27 @@ def _side_medians(group, dq, c0, c1, length, dnu, out):
     excluded; windows without good pixels or containing NaN give NaN.
     """
     ny = group.shape[0]
-    L = length if length % 2 == 1 else length + 1
-    buf = L // 2
     for i in prange(ny):
         w = np.empty(length * (c1 - c0), group.dtype)
-        n = 0
-        hasnan = False
-        for j in range(i, i + length):
-            r = j - buf
-            if r < 0:
-                r = -r
-            elif r > ny - 1:
-                r = 2 * (ny - 1) - r
-            for cc in range(c0, c1):
-                if (dq[r, cc] & dnu) == 0:
-                    v = group[r, cc]
-                    if np.isnan(v):
-                        hasnan = True
-                    w[n] = v
-                    n += 1
-        if n == 0 or hasnan:
-            out[i] = np.nan
-        else:
-            _insertion_sort(w, n)
-            out[i] = _median_sorted(w, n)
+        out[i] = _side_median_row(group, dq, c0, c1, length, dnu, i, w)
+
+
+@njit(parallel=True)
+def _side_stats(lcols, lpq, lsig, lmask, rcols, rpq, rsig, rmask, length, dnu, left, right):
+    """Both sides at once on the side columns only (copies, modified): column signal
+    subtracted as :func:`_subtract_columns` does, then the running medians of
+    :func:`_side_medians` into left/right."""
+    ny, nc = lcols.shape
+    for y in range(ny):
+        for x in range(nc):
+            if lmask[x]:
+                lcols[y, x] = np.float64(lcols[y, x]) - lsig[x]
+            if rmask[x]:
+                rcols[y, x] = np.float64(rcols[y, x]) - rsig[x]
+    for i in prange(ny):
+        w = np.empty(length * nc, lcols.dtype)
+        left[i] = _side_median_row(lcols, lpq, 0, nc, length, dnu, i, w)
+        right[i] = _side_median_row(rcols, rpq, 0, nc, length, dnu, i, w)
 
 
 @njit(parallel=True)

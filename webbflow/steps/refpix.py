@@ -110,7 +110,6 @@ def _nir_fullframe_fused(data, pdq_det, dnu, fastaxis, slowaxis, odd_even_column
     the same per-pixel operations as the copy-based path (see ``_k._fused_correct``)."""
     nints, ngroups = data.shape[:2]
     (a0, a1), (b0, b1) = NIR_SIDES
-    nside = a1 - a0
     pdq_l = np.ascontiguousarray(pdq_det[:, a0:a1])
     pdq_r = np.ascontiguousarray(pdq_det[:, b0:b1])
     transposed = abs(fastaxis) != 1
@@ -120,24 +119,17 @@ def _nir_fullframe_fused(data, pdq_det, dnu, fastaxis, slowaxis, odd_even_column
             det = to_detector_frame(plane, fastaxis, slowaxis)
             _nir_top_bottom(det, pdq_det, dnu, odd_even_columns, siglimit, colsig, colmask,
                             dtype=buf_dtype)
-            for (c0, c1), pq, dst in (((a0, a1), pdq_l, left), ((b0, b1), pdq_r, right)):
-                cols = det[:, c0:c1].astype(buf_dtype)   # a copy, contiguous
-                _k._subtract_columns(cols, colsig[c0:c1], colmask[c0:c1])
-                _k._side_medians(cols, pq, 0, nside, side_smoothing_length, dnu, dst)
+            _k._side_stats(det[:, a0:a1].astype(buf_dtype), pdq_l, colsig[a0:a1], colmask[a0:a1],
+                           det[:, b0:b1].astype(buf_dtype), pdq_r, colsig[b0:b1], colmask[b0:b1],
+                           side_smoothing_length, dnu, left, right)
             side = _combine_with_nans(left, right)
             # detector row r / column c as DMS vectors (flip by the axis signs; swapped
             # when the fast axis is DMS y)
             col_d, mask_d, side_d = colsig, colmask, side
-            if transposed:
-                if fastaxis < 0:
-                    col_d, mask_d = col_d[::-1], mask_d[::-1]
-                if slowaxis < 0:
-                    side_d = side_d[::-1]
-            else:
-                if fastaxis < 0:
-                    col_d, mask_d = col_d[::-1], mask_d[::-1]
-                if slowaxis < 0:
-                    side_d = side_d[::-1]
+            if fastaxis < 0:
+                col_d, mask_d = col_d[::-1], mask_d[::-1]
+            if slowaxis < 0:
+                side_d = side_d[::-1]
             _k._fused_correct(plane, np.ascontiguousarray(col_d), np.ascontiguousarray(mask_d),
                               np.ascontiguousarray(side_d), float(side_gain), transposed,
                               buf_dtype == np.float32)
