@@ -125,10 +125,22 @@ def get_detector1_resources(wildcards):
     return planning.detector1_resources(entry["meta"], entry["size"], config.get("resources", {}))
 
 
+def get_detector1_optional_outputs():
+    """The calibrated ramp and the ramp-fit details, when the config asks for them."""
+    optional = {}
+    if config["detector1"].get("save_calibrated_ramp"):
+        optional["ramp"] = "{exposure}_ramp.fits"
+    if config["detector1"]["steps"]["ramp_fit"].get("save_opt"):
+        optional["fitopt"] = "{exposure}_fitopt.fits"
+    return optional
+
+
 def get_detector1_outputs():
     outputs = []
+    optional = get_detector1_optional_outputs()
     for exposure in UNCAL:
         outputs += [f"{exposure}_rate.fits", f"{exposure}_rateints.fits"]
+        outputs += [path.format(exposure=exposure) for path in optional.values()]
     return outputs
 
 

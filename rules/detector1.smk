@@ -14,6 +14,7 @@ rule detector1:
             subcategory="rate",
             labels={"exposure": "{exposure}"},
         ),
+        **get_detector1_optional_outputs(),
     params:
         plan=get_detector1_params,
         software=f"webbflow {webbflow.__version__}",

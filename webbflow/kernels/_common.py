@@ -85,3 +85,28 @@ def _median_nonan(buf, n):
     if n & 1:
         return hi
     return (lo + hi) / 2.0
+
+
+def run_row_blocks(kernel, ny, *args, blocks_per_thread=4):
+    """Call ``kernel(y0, y1, *args)`` on row blocks covering range(ny), in threads.
+
+    For big per-row kernels compiled serially with ``nogil=True``: this replaces a
+    ``parallel=True`` wrapper, whose compilation (LLVM re-optimising the inlined row
+    body) cost as much as the kernel itself. Rows must be independent. The thread count
+    is numba's (``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``).
+    """
+    import numba
+
+    nthreads = max(1, min(numba.get_num_threads(), ny))
+    if nthreads == 1 or ny < 2:
+        kernel(0, ny, *args)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    nblocks = min(ny, nthreads * blocks_per_thread)
+    edges = [ny * b // nblocks for b in range(nblocks + 1)]
+    with ThreadPoolExecutor(max_workers=nthreads) as pool:
+        futures = [pool.submit(kernel, edges[b], edges[b + 1], *args)
+                   for b in range(nblocks) if edges[b + 1] > edges[b]]
+        for f in futures:
+            f.result()

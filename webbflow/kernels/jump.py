@@ -3,7 +3,8 @@
 Called only from :mod:`webbflow.steps.jump`. Detection works on one pixel's first
 differences at a time (pooled over integrations), in electrons, with the dtype
 sequence of stcal (float32 cube, float32 differences widened to float64, float32
-iterative medians) so that threshold decisions match. Rows run in parallel; neighbour
+iterative medians) so that threshold decisions match. Rows run in parallel (row blocks
+in threads for the big detection kernel, prange elsewhere); neighbour
 flagging is split into a "source" pass and an "apply" pass so that no two threads
 write the same pixel.
 """
@@ -13,7 +14,7 @@ import math
 import numpy as np
 from numba import prange
 
-from webbflow.kernels._common import _sort_nonan
+from webbflow.kernels._common import _sort_nonan, run_row_blocks
 from webbflow.kernels._options import njit
 
 MODE_ITERATIVE = 0
@@ -150,9 +151,9 @@ def _quiet_first_pass(buf, tmp, n, rnv, rej, thr3, thr2):
 
 
 @njit
-def _detect_row(y, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
+def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
                 flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src):
-    """Detection for row y (serial; see :func:`_detect`)."""
+    """Detection for rows y0 .. y1-1 (serial, nogil; see :func:`_detect`)."""
     nints, ngroups, ny, nx = data.shape
     nd = ngroups - 1
     dnu_sat = dnu | sat
@@ -166,139 +167,139 @@ def _detect_row(y, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr
     imax = np.empty(nints, dtype=np.float64)
     rowd = np.empty((nints, ngroups, nx), dtype=np.float32)
     rowq = np.empty((nints, ngroups, nx), dtype=np.uint8)
-    _load_row(data, gdq, y, rowd, rowq)
-    for x in range(nx):
-        _load_diffs(rowd, rowq, gain[y, x], x, dnu_sat, d)
-        newj = False
-        rnv = np.float64(rn2[y, x]) / nframes
-        # signed nan-median over ints and groups, and the expected noise
-        n = 0
-        for i in range(nints):
-            for k in range(nd):
-                if not math.isnan(d[i, k]):
-                    buf[n] = d[i, k]
-                    n += 1
-        med = _median_of(buf, n, tmp)
-        sig = math.sqrt(abs(med) + rnv)
-        if sig == 0.0:
-            sig = np.nan
-        med_out[y, x] = med
-        sig_out[y, x] = sig
-        if mode == MODE_SINGLE_PASS:
+    for y in range(y0, y1):
+        _load_row(data, gdq, y, rowd, rowq)
+        for x in range(nx):
+            _load_diffs(rowd, rowq, gain[y, x], x, dnu_sat, d)
+            newj = False
+            rnv = np.float64(rn2[y, x]) / nframes
+            # signed nan-median over ints and groups, and the expected noise
+            n = 0
             for i in range(nints):
                 for k in range(nd):
-                    v = d[i, k]
-                    if math.isfinite(v) and abs(v - med) / sig > rej:
-                        gdq[i, k + 1, y, x] |= jump
-                        newj = True
-        elif mode == MODE_SIGMA_CLIP:
-            for k in range(nd):
+                    if not math.isnan(d[i, k]):
+                        buf[n] = d[i, k]
+                        n += 1
+            med = _median_of(buf, n, tmp)
+            sig = math.sqrt(abs(med) + rnv)
+            if sig == 0.0:
+                sig = np.nan
+            med_out[y, x] = med
+            sig_out[y, x] = sig
+            if mode == MODE_SINGLE_PASS:
                 for i in range(nints):
-                    col[i] = d[i, k]
-                    keep[i] = math.isfinite(col[i])
-                for _ in range(5):
-                    m = 0
-                    for i in range(nints):
-                        if keep[i]:
-                            buf[m] = col[i]
-                            m += 1
-                    if m == 0:
-                        break
-                    c = _median_of(buf, m, tmp)
-                    mean = 0.0
-                    for j in range(m):
-                        mean += buf[j]
-                    mean /= m
-                    var = 0.0
-                    for j in range(m):
-                        var += (buf[j] - mean) ** 2
-                    std = math.sqrt(var / m)
-                    lo = c - std * rej
-                    hi = c + std * rej
-                    changed = 0
-                    for i in range(nints):
-                        if keep[i] and (col[i] < lo or col[i] > hi):
-                            keep[i] = False
-                            changed += 1
-                    if changed == 0:
-                        break
-                for i in range(nints):
-                    if (not keep[i]) and math.isfinite(col[i]) and \
-                            (gdq[i, k + 1, y, x] & dnu_sat) == 0:
-                        gdq[i, k + 1, y, x] |= jump
-                        newj = True
-        elif not _quiet_first_pass(buf, tmp, n, rnv, rej, thr3, thr2):
-            for i in range(nints):
-                for k in range(nd):
-                    ad[i, k] = abs(d[i, k])
-            it = 0
-            while True:
-                mi, nuse = _robust_abs_median(ad, buf, tmp)
-                if it > 0:
-                    mi = np.float64(np.float32(mi))
-                si = math.sqrt(abs(mi) + rnv)
-                if si == 0.0:
-                    si = np.nan
-                if nuse >= 4:
-                    thr = rej
-                elif nuse == 3:
-                    thr = thr3
-                elif nuse == 2:
-                    thr = thr2
-                else:
-                    break
-                gmax = -np.inf
-                anyfinite = False
-                for i in range(nints):
-                    imax[i] = -np.inf
                     for k in range(nd):
-                        r = np.float64(abs(np.float32(ad[i, k] - mi))) / si
-                        ratio[i, k] = r
-                        if not math.isnan(r):
-                            anyfinite = True
-                            if r > imax[i]:
-                                imax[i] = r
-                    if imax[i] > gmax:
-                        gmax = imax[i]
-                if not anyfinite:
-                    break
-                found = False
-                for i in range(nints):
-                    if not imax[i] > thr:
-                        continue
-                    for k in range(nd):
-                        if ratio[i, k] == gmax:
+                        v = d[i, k]
+                        if math.isfinite(v) and abs(v - med) / sig > rej:
                             gdq[i, k + 1, y, x] |= jump
                             newj = True
-                            ad[i, k] = np.nan
-                            found = True
-                if not found:
-                    break
-                it += 1
-        if flag_nbrs and not newj:
-            # src is zero-initialised: only pixels with a jump (new or pre-existing)
-            # can be sources
-            for i in range(nints):
-                for k in range(1, ngroups):
-                    if rowq[i, k, x] & jump:
-                        newj = True
-        if flag_nbrs and newj:
-            for i in range(nints):
+            elif mode == MODE_SIGMA_CLIP:
                 for k in range(nd):
-                    if gdq[i, k + 1, y, x] & jump:
-                        r = abs(d[i, k] - med) / sig
-                        if r < rmax and r > rmin:
-                            src[i, k + 1, y, x] = 1
-    cnt = 0
-    for i in range(nints):
-        for k in range(ngroups):
-            for x in range(nx):
-                if gdq[i, k, y, x] & jump:
-                    cnt += 1
-    ncr_rows[y] = cnt
+                    for i in range(nints):
+                        col[i] = d[i, k]
+                        keep[i] = math.isfinite(col[i])
+                    for _ in range(5):
+                        m = 0
+                        for i in range(nints):
+                            if keep[i]:
+                                buf[m] = col[i]
+                                m += 1
+                        if m == 0:
+                            break
+                        c = _median_of(buf, m, tmp)
+                        mean = 0.0
+                        for j in range(m):
+                            mean += buf[j]
+                        mean /= m
+                        var = 0.0
+                        for j in range(m):
+                            var += (buf[j] - mean) ** 2
+                        std = math.sqrt(var / m)
+                        lo = c - std * rej
+                        hi = c + std * rej
+                        changed = 0
+                        for i in range(nints):
+                            if keep[i] and (col[i] < lo or col[i] > hi):
+                                keep[i] = False
+                                changed += 1
+                        if changed == 0:
+                            break
+                    for i in range(nints):
+                        if (not keep[i]) and math.isfinite(col[i]) and \
+                                (gdq[i, k + 1, y, x] & dnu_sat) == 0:
+                            gdq[i, k + 1, y, x] |= jump
+                            newj = True
+            elif not _quiet_first_pass(buf, tmp, n, rnv, rej, thr3, thr2):
+                for i in range(nints):
+                    for k in range(nd):
+                        ad[i, k] = abs(d[i, k])
+                it = 0
+                while True:
+                    mi, nuse = _robust_abs_median(ad, buf, tmp)
+                    if it > 0:
+                        mi = np.float64(np.float32(mi))
+                    si = math.sqrt(abs(mi) + rnv)
+                    if si == 0.0:
+                        si = np.nan
+                    if nuse >= 4:
+                        thr = rej
+                    elif nuse == 3:
+                        thr = thr3
+                    elif nuse == 2:
+                        thr = thr2
+                    else:
+                        break
+                    gmax = -np.inf
+                    anyfinite = False
+                    for i in range(nints):
+                        imax[i] = -np.inf
+                        for k in range(nd):
+                            r = np.float64(abs(np.float32(ad[i, k] - mi))) / si
+                            ratio[i, k] = r
+                            if not math.isnan(r):
+                                anyfinite = True
+                                if r > imax[i]:
+                                    imax[i] = r
+                        if imax[i] > gmax:
+                            gmax = imax[i]
+                    if not anyfinite:
+                        break
+                    found = False
+                    for i in range(nints):
+                        if not imax[i] > thr:
+                            continue
+                        for k in range(nd):
+                            if ratio[i, k] == gmax:
+                                gdq[i, k + 1, y, x] |= jump
+                                newj = True
+                                ad[i, k] = np.nan
+                                found = True
+                    if not found:
+                        break
+                    it += 1
+            if flag_nbrs and not newj:
+                # src is zero-initialised: only pixels with a jump (new or pre-existing)
+                # can be sources
+                for i in range(nints):
+                    for k in range(1, ngroups):
+                        if rowq[i, k, x] & jump:
+                            newj = True
+            if flag_nbrs and newj:
+                for i in range(nints):
+                    for k in range(nd):
+                        if gdq[i, k + 1, y, x] & jump:
+                            r = abs(d[i, k] - med) / sig
+                            if r < rmax and r > rmin:
+                                src[i, k + 1, y, x] = 1
+        cnt = 0
+        for i in range(nints):
+            for k in range(ngroups):
+                for x in range(nx):
+                    if gdq[i, k, y, x] & jump:
+                        cnt += 1
+        ncr_rows[y] = cnt
 
 
-@njit(parallel=True)
 def _detect(data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
             flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src):
     """Two-point-difference detection; sets JUMP_DET in gdq (later group of a pair).
@@ -310,10 +311,8 @@ def _detect(data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2
     neighbour-flagging sources (see :func:`_neighbor_sources`) into src, which must be
     zero on entry (only sources are written).
     """
-    ny = data.shape[2]
-    for y in prange(ny):
-        _detect_row(y, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
-                    flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src)
+    run_row_blocks(_detect_rows, data.shape[2], data, gdq, gain, rn2, nframes, dnu, sat, jump,
+                   mode, rej, thr3, thr2, flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src)
 
 
 @njit(parallel=True)

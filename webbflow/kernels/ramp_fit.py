@@ -3,16 +3,16 @@
 Called only from :mod:`webbflow.steps.ramp_fit`. One pixel is fitted at a time, with
 float64 accumulators, following stcal's ``slope_fitter.c`` step by step (segment
 finding, median-rate Poisson estimate, power-law weights, integration and exposure
-combination, CHARGELOSS read-noise recomputation). Pixels are independent, so rows
-run in parallel and any row block of a frame can be passed.
+combination, CHARGELOSS read-noise recomputation). Pixels are independent, so row blocks
+run in threads (serial nogil kernel, see ``_common.run_row_blocks``) and any row block of a
+frame can be passed.
 """
 
 import math
 
 import numpy as np
-from numba import prange
 
-from webbflow.kernels._common import _median_nonan
+from webbflow.kernels._common import _median_nonan, run_row_blocks
 from webbflow.kernels._options import njit
 
 LARGE_VARIANCE = 1.0e6
@@ -123,13 +123,13 @@ def _weight_table(ngroups):
 
 
 @njit
-def _fit_row(y, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, use_chargeloss,
+def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, use_chargeloss,
              clear_jump_g0, suppress1g, dnu, sat, jump, pers, ngval, chgloss,
              group_time, frame_time, one_group_time, wt,
              r_slope, r_dq, r_vp, r_vr, r_err, i_slope, i_dq, i_vp, i_vr, i_err,
              opt_mode, ped_tmp, o_maxseg, o_maxcr, o_slope, o_sigslope, o_yint, o_sigyint,
              o_weights, o_vp, o_vr, o_ped, o_crmag):
-    """Fit every pixel of row y (serial; called from :func:`_ols_fit`)."""
+    """Fit every pixel of rows y0 .. y1-1 (serial, nogil; see :func:`_ols_fit`)."""
     nints, ngroups, ny, nx = data.shape
     invalid = dnu | sat
     d = np.empty((nints, ngroups), dtype=np.float64)
@@ -154,351 +154,351 @@ def _fit_row(y, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, use_char
     ierr = np.zeros(nints, dtype=np.float64)
     rowd = np.empty((nints, ngroups, nx), dtype=np.float32)
     rowq = np.empty((nints, ngroups, nx), dtype=np.uint8)
-    maxseg = 0
-    maxcr = 0
-    for i in range(nints):
-        for k in range(ngroups):
-            for x in range(nx):
-                rowd[i, k, x] = data[i, k, y, x]
-                rowq[i, k, x] = gdq[i, k, y, x]
-    for x in range(nx):
-        pix = np.int64(pdq[y, x])
-        g = np.float64(gain[y, x])
-        if g <= 0.0 or math.isnan(g):
-            pix |= dnu | ngval
-        rn = np.float64(rnoise[y, x])
-        dc = np.float64(dark[y, x])
-        rate_dq = pix
-        acc_slope = 0.0
-        acc_invp = 0.0
-        acc_invr = 0.0
-        # ---- load the pixel's ramps and group statistics
+    for y in range(y0, y1):
+        maxseg = 0
+        maxcr = 0
         for i in range(nints):
-            idq[i] = pix
-            islope[i] = 0.0
-            ivp[i] = 0.0
-            ivr[i] = 0.0
-            ierr[i] = 0.0
-            has_jump[i] = False
-            has_pers[i] = False
-            has_chg[i] = False
-            cnt_good[i] = 0
-            cnt_dnu_sat[i] = 0
-            cnt_sat[i] = 0
-            is0th[i] = False
-            iszf[i] = False
-            ngood_np = 0
             for k in range(ngroups):
-                v = np.int64(rowq[i, k, x])
-                q[i, k] = v
-                if (v & ~pers) == 0:
-                    ngood_np += 1
-            # stcal suppresses one-good-group ramps before MIRI group dropping
-            if suppress1g and ngroups > 1 and ngood_np == 1:
-                for k in range(ngroups):
-                    q[i, k] |= dnu
-            if clear_jump_g0 and (q[i, 0] & jump):
-                q[i, 0] -= jump
-            for k in range(ngroups):
-                v = q[i, k]
-                if v & jump:
-                    has_jump[i] = True
-                if v & pers:
-                    has_pers[i] = True
-                if v & chgloss:
-                    has_chg[i] = True
-                if v == 0:
-                    cnt_good[i] += 1
-                if (v & dnu) or (v & sat):
-                    cnt_dnu_sat[i] += 1
-                if v & sat:
-                    d[i, k] = np.nan
-                    cnt_sat[i] += 1
-                else:
-                    d[i, k] = np.float64(rowd[i, k, x])
-            if opt_mode > 0:
-                ncr = 0
-                for k in range(1, ngroups):
-                    if q[i, k] & jump:
-                        if opt_mode == 2:
-                            o_crmag[i, ncr, y, x] = d[i, k] - d[i, k - 1]
-                        ncr += 1
-                if ncr > maxcr:
-                    maxcr = ncr
-            if not suppress1g:
-                if cnt_good[i] == 1 and q[i, 0] == 0:
-                    is0th[i] = True
-                elif cnt_good[i] == 0 and use_zframe:
-                    zf = np.float64(zframe[i, y, x])
-                    if zf != 0.0:
-                        d[i, 0] = zf
-                        q[i, 0] = 0
-                        cnt_good[i] = 1
-                        cnt_dnu_sat[i] -= 1
-                        if cnt_sat[i] == ngroups:
-                            cnt_sat[i] -= 1
-                        iszf[i] = True
-            if has_jump[i]:
-                idq[i] |= jump
-                rate_dq |= jump
-            if has_pers[i]:
-                idq[i] |= pers
-                rate_dq |= pers
-        # ---- median rate (Poisson variance estimate)
-        if ngroups == 1:
-            acc = 0.0
+                for x in range(nx):
+                    rowd[i, k, x] = data[i, k, y, x]
+                    rowq[i, k, x] = gdq[i, k, y, x]
+        for x in range(nx):
+            pix = np.int64(pdq[y, x])
+            g = np.float64(gain[y, x])
+            if g <= 0.0 or math.isnan(g):
+                pix |= dnu | ngval
+            rn = np.float64(rnoise[y, x])
+            dc = np.float64(dark[y, x])
+            rate_dq = pix
+            acc_slope = 0.0
+            acc_invp = 0.0
+            acc_invr = 0.0
+            # ---- load the pixel's ramps and group statistics
             for i in range(nints):
-                acc += d[i, 0] / one_group_time
-            median_rate = acc / nints
-        else:
-            acc = 0.0
-            for i in range(nints):
-                if is0th[i]:
-                    mrate = d[i, 0] / one_group_time
-                elif iszf[i]:
-                    mrate = d[i, 0] / frame_time
-                else:
-                    for k in range(ngroups):
-                        if q[i, k] & dnu:
-                            loc[k] = np.nan
-                        else:
-                            loc[k] = d[i, k] / group_time
-                    loc0 = loc[0]
-                    n = 0
-                    for k in range(ngroups - 1):
-                        if q[i, k + 1] & jump:
-                            continue
-                        dv = loc[k + 1] - loc[k]
-                        if not math.isnan(dv):
-                            buf[n] = dv
-                            n += 1
-                    if n == 0 and not math.isnan(loc0):
-                        buf[0] = loc0
-                        n = 1
-                    mrate = _median_nonan(buf, n)
-                if math.isnan(mrate):
-                    mrate = 0.0
-                acc += mrate
-            median_rate = acc / np.float32(nints)
-        # ---- per-integration segment fits
-        dnu_cnt = 0
-        sat_cnt = 0
-        rate_sat = False
-        for i in range(nints):
-            nseg = 0
-            nsize = 0
-            if q[i, 0] & sat:
-                idq[i] |= dnu | sat
-                islope[i] = np.nan
-            else:
-                nseg, nsize = _find_segments(q[i], ngroups, pers, jump, seg_s, seg_e)
-            if nsize > maxseg:
-                maxseg = nsize
-            if cnt_dnu_sat[i] == ngroups:
-                idq[i] |= dnu
-                if cnt_sat[i] == ngroups:
-                    idq[i] |= sat
-            elif nseg > 0:
-                invr = 0.0
-                invp = 0.0
-                inve = 0.0
-                num = 0.0
-                for s in range(nseg):
-                    st = seg_s[s]
-                    ln = seg_e[s] - st
-                    if ln == 1:
-                        t = group_time
-                        if not suppress1g:
-                            if is0th[i]:
-                                t = one_group_time
-                            elif iszf[i]:
-                                t = frame_time
-                        slope = _fdiv(d[i, st], t)
-                        pden = t * g
-                        vr = _rnoise_var(rn, g, t, 1, False)
-                        sigsl = 0.0
-                        yint = 0.0
-                        sigyi = 0.0
-                    elif ln == 2:
-                        slope = (d[i, st + 1] - d[i, st]) / group_time
-                        pden = group_time * g
-                        vr = _rnoise_var(rn, g, group_time, 2, False)
-                        sigsl = 1.41421356 * rn
-                        sec = st + 1.0
-                        yint = d[i, st + 1] * (1.0 - sec) + d[i, st] * sec
-                        sigyi = sigsl
-                    else:
-                        dd = d[i, st + ln - 1] - d[i, st]
-                        den = rn * rn + dd * g
-                        snr = 0.0
-                        if not (den <= 0.0 or g == 0.0):
-                            sv = dd * g / math.sqrt(den)
-                            snr = 0.0 if sv < 0.0 else sv
-                        pidx = _snr_power_index(snr)
-                        invrn2 = _fdiv(1.0, rn * rn)
-                        sw = 0.0
-                        sx = 0.0
-                        sxx = 0.0
-                        sy = 0.0
-                        sxy = 0.0
-                        for j in range(ln):
-                            w = wt[pidx, ln, j] * invrn2
-                            xv = float(j + st)
-                            yv = d[i, st + j]
-                            if math.isnan(yv):
-                                yv = 0.0
-                            xw = xv * w
-                            sw += w
-                            sx += xw
-                            sxx += xv * xw
-                            sy += yv * w
-                            sxy += yv * xw
-                        den2 = sw * sxx - sx * sx
-                        num2 = sw * sxy - sx * sy
-                        invden = _fdiv(1.0, den2)
-                        slope = num2 * invden / group_time
-                        sigsl = math.sqrt(sw * invden) if sw * invden >= 0 else np.nan
-                        yint = (sxx * sy - sx * sxy) * invden
-                        sigyi = math.sqrt(sxx * invden) if sxx * invden >= 0 else np.nan
-                        pden = group_time * g * (ln - 1.0)
-                        vr = _rnoise_var(rn, g, group_time, ln, True)
-                    if median_rate > 0.0:
-                        vp = _fdiv(median_rate + dc, pden)
-                    else:
-                        vp = _fdiv(dc, pden)
-                    if opt_mode == 2:
-                        o_slope[i, s, y, x] = slope
-                        o_sigslope[i, s, y, x] = sigsl
-                        o_yint[i, s, y, x] = yint
-                        o_sigyint[i, s, y, x] = sigyi
-                        o_weights[i, s, y, x] = _fdiv(1.0, vr)
-                        o_vp[i, s, y, x] = vp
-                        o_vr[i, s, y, x] = vr
-                    invr += _fdiv(1.0, vr)
-                    if vp > 0.0:
-                        invp += 1.0 / vp
-                    inve += _fdiv(1.0, vp + vr)
-                    num += _fdiv(slope, vr)
-                if invp > 0.0:
-                    ivp[i] = 1.0 / invp
-                if ivp[i] >= LARGE_VARIANCE:
-                    ivp[i] = 0.0
-                ivr[i] = _fdiv(1.0, invr)
-                if ivr[i] >= LARGE_VARIANCE:
-                    ivr[i] = 0.0
-                if idq[i] & invalid:
-                    islope[i] = np.nan
-                    ivp[i] = 0.0
-                    ivr[i] = 0.0
-                    ierr[i] = 0.0
-                else:
-                    verr = _fdiv(1.0, inve)
-                    islope[i] = num * ivr[i]
-                    ierr[i] = 0.0 if verr > LARGE_VARIANCE else math.sqrt(verr)
-                if invp > 0.0:
-                    acc_invp += invp
-                acc_invr += invr
-                acc_slope += num
-            if idq[i] & dnu:
-                dnu_cnt += 1
-                islope[i] = np.nan
-            if opt_mode == 2:
-                if idq[i] & sat:
-                    o_ped[i, y, x] = 0.0
-                else:
-                    pv = d[i, 0] - islope[i] * ped_tmp
-                    o_ped[i, y, x] = 0.0 if math.isnan(pv) else pv
-            if idq[i] & sat:
-                sat_cnt += 1
-                islope[i] = np.nan
-            if cnt_sat[i] > 0:
-                idq[i] |= sat
-                rate_sat = True
-        # ---- exposure combination
-        if dnu_cnt == nints:
-            rate_dq |= dnu
-        if sat_cnt == nints:
-            rate_dq |= sat
-        vp_r = acc_invp
-        if vp_r > 0.0:
-            vp_r = 1.0 / vp_r
-        if vp_r >= LARGE_VARIANCE or vp_r < 0.0:
-            vp_r = 0.0
-        vr_r = acc_invr
-        if vr_r > 0.0:
-            vr_r = 1.0 / vr_r
-        if vr_r >= LARGE_VARIANCE:
-            vr_r = 0.0
-        err_r = math.sqrt(vp_r + vr_r)
-        sl_r = acc_slope
-        if rate_dq & invalid:
-            sl_r = np.nan
-            vp_r = 0.0
-            vr_r = 0.0
-            err_r = 0.0
-        if rate_sat:
-            rate_dq |= sat
-        if not math.isnan(sl_r):
-            sl_r = sl_r * vr_r
-        # ---- CHARGELOSS: recompute read-noise variance without those flags
-        if use_chargeloss:
-            is_cl = False
-            evar = 0.0
-            for i in range(nints):
-                if not has_chg[i]:
-                    if ivr[i] > 0.0:
-                        evar += 1.0 / ivr[i]
-                    continue
-                is_cl = True
+                idq[i] = pix
+                islope[i] = 0.0
+                ivp[i] = 0.0
+                ivr[i] = 0.0
+                ierr[i] = 0.0
+                has_jump[i] = False
+                has_pers[i] = False
+                has_chg[i] = False
+                cnt_good[i] = 0
+                cnt_dnu_sat[i] = 0
+                cnt_sat[i] = 0
+                is0th[i] = False
+                iszf[i] = False
+                ngood_np = 0
                 for k in range(ngroups):
                     v = np.int64(rowq[i, k, x])
+                    q[i, k] = v
+                    if (v & ~pers) == 0:
+                        ngood_np += 1
+                # stcal suppresses one-good-group ramps before MIRI group dropping
+                if suppress1g and ngroups > 1 and ngood_np == 1:
+                    for k in range(ngroups):
+                        q[i, k] |= dnu
+                if clear_jump_g0 and (q[i, 0] & jump):
+                    q[i, 0] -= jump
+                for k in range(ngroups):
+                    v = q[i, k]
+                    if v & jump:
+                        has_jump[i] = True
+                    if v & pers:
+                        has_pers[i] = True
                     if v & chgloss:
-                        v ^= dnu | chgloss
-                    oq[k] = v
-                nseg, nsize = _find_segments(oq, ngroups, pers, jump, seg_s, seg_e)
-                invr = 0.0
-                for s in range(nseg):
-                    ln = seg_e[s] - seg_s[s]
-                    if ln == 1:
-                        t = group_time
-                        if not suppress1g:
-                            if is0th[i]:
-                                t = one_group_time
-                            elif iszf[i]:
-                                t = frame_time
-                        sv = _rnoise_var(rn, g, t, 1, False)
-                    elif ln == 2:
-                        sv = _rnoise_var(rn, g, group_time, 2, False)
+                        has_chg[i] = True
+                    if v == 0:
+                        cnt_good[i] += 1
+                    if (v & dnu) or (v & sat):
+                        cnt_dnu_sat[i] += 1
+                    if v & sat:
+                        d[i, k] = np.nan
+                        cnt_sat[i] += 1
                     else:
-                        sv = _rnoise_var(rn, g, group_time, ln, True)
-                    if sv > 0.0:
-                        invr += 1.0 / sv
-                ivr[i] = _fdiv(1.0, invr)
-                if ivr[i] >= LARGE_VARIANCE:
-                    ivr[i] = 0.0
-                evar += invr
-            if is_cl:
-                if evar > 0.0:
-                    vr_r = 1.0 / evar
-                if vr_r >= LARGE_VARIANCE:
-                    vr_r = 0.0
-        # ---- store
-        r_slope[y, x] = sl_r
-        r_dq[y, x] = rate_dq
-        r_vp[y, x] = vp_r
-        r_vr[y, x] = vr_r
-        r_err[y, x] = err_r
-        for i in range(nints):
-            i_slope[i, y, x] = islope[i]
-            i_dq[i, y, x] = idq[i]
-            i_vp[i, y, x] = ivp[i]
-            i_vr[i, y, x] = ivr[i]
-            i_err[i, y, x] = ierr[i]
-    o_maxseg[y] = maxseg
-    o_maxcr[y] = maxcr
+                        d[i, k] = np.float64(rowd[i, k, x])
+                if opt_mode > 0:
+                    ncr = 0
+                    for k in range(1, ngroups):
+                        if q[i, k] & jump:
+                            if opt_mode == 2:
+                                o_crmag[i, ncr, y, x] = d[i, k] - d[i, k - 1]
+                            ncr += 1
+                    if ncr > maxcr:
+                        maxcr = ncr
+                if not suppress1g:
+                    if cnt_good[i] == 1 and q[i, 0] == 0:
+                        is0th[i] = True
+                    elif cnt_good[i] == 0 and use_zframe:
+                        zf = np.float64(zframe[i, y, x])
+                        if zf != 0.0:
+                            d[i, 0] = zf
+                            q[i, 0] = 0
+                            cnt_good[i] = 1
+                            cnt_dnu_sat[i] -= 1
+                            if cnt_sat[i] == ngroups:
+                                cnt_sat[i] -= 1
+                            iszf[i] = True
+                if has_jump[i]:
+                    idq[i] |= jump
+                    rate_dq |= jump
+                if has_pers[i]:
+                    idq[i] |= pers
+                    rate_dq |= pers
+            # ---- median rate (Poisson variance estimate)
+            if ngroups == 1:
+                acc = 0.0
+                for i in range(nints):
+                    acc += d[i, 0] / one_group_time
+                median_rate = acc / nints
+            else:
+                acc = 0.0
+                for i in range(nints):
+                    if is0th[i]:
+                        mrate = d[i, 0] / one_group_time
+                    elif iszf[i]:
+                        mrate = d[i, 0] / frame_time
+                    else:
+                        for k in range(ngroups):
+                            if q[i, k] & dnu:
+                                loc[k] = np.nan
+                            else:
+                                loc[k] = d[i, k] / group_time
+                        loc0 = loc[0]
+                        n = 0
+                        for k in range(ngroups - 1):
+                            if q[i, k + 1] & jump:
+                                continue
+                            dv = loc[k + 1] - loc[k]
+                            if not math.isnan(dv):
+                                buf[n] = dv
+                                n += 1
+                        if n == 0 and not math.isnan(loc0):
+                            buf[0] = loc0
+                            n = 1
+                        mrate = _median_nonan(buf, n)
+                    if math.isnan(mrate):
+                        mrate = 0.0
+                    acc += mrate
+                median_rate = acc / np.float32(nints)
+            # ---- per-integration segment fits
+            dnu_cnt = 0
+            sat_cnt = 0
+            rate_sat = False
+            for i in range(nints):
+                nseg = 0
+                nsize = 0
+                if q[i, 0] & sat:
+                    idq[i] |= dnu | sat
+                    islope[i] = np.nan
+                else:
+                    nseg, nsize = _find_segments(q[i], ngroups, pers, jump, seg_s, seg_e)
+                if nsize > maxseg:
+                    maxseg = nsize
+                if cnt_dnu_sat[i] == ngroups:
+                    idq[i] |= dnu
+                    if cnt_sat[i] == ngroups:
+                        idq[i] |= sat
+                elif nseg > 0:
+                    invr = 0.0
+                    invp = 0.0
+                    inve = 0.0
+                    num = 0.0
+                    for s in range(nseg):
+                        st = seg_s[s]
+                        ln = seg_e[s] - st
+                        if ln == 1:
+                            t = group_time
+                            if not suppress1g:
+                                if is0th[i]:
+                                    t = one_group_time
+                                elif iszf[i]:
+                                    t = frame_time
+                            slope = _fdiv(d[i, st], t)
+                            pden = t * g
+                            vr = _rnoise_var(rn, g, t, 1, False)
+                            sigsl = 0.0
+                            yint = 0.0
+                            sigyi = 0.0
+                        elif ln == 2:
+                            slope = (d[i, st + 1] - d[i, st]) / group_time
+                            pden = group_time * g
+                            vr = _rnoise_var(rn, g, group_time, 2, False)
+                            sigsl = 1.41421356 * rn
+                            sec = st + 1.0
+                            yint = d[i, st + 1] * (1.0 - sec) + d[i, st] * sec
+                            sigyi = sigsl
+                        else:
+                            dd = d[i, st + ln - 1] - d[i, st]
+                            den = rn * rn + dd * g
+                            snr = 0.0
+                            if not (den <= 0.0 or g == 0.0):
+                                sv = dd * g / math.sqrt(den)
+                                snr = 0.0 if sv < 0.0 else sv
+                            pidx = _snr_power_index(snr)
+                            invrn2 = _fdiv(1.0, rn * rn)
+                            sw = 0.0
+                            sx = 0.0
+                            sxx = 0.0
+                            sy = 0.0
+                            sxy = 0.0
+                            for j in range(ln):
+                                w = wt[pidx, ln, j] * invrn2
+                                xv = float(j + st)
+                                yv = d[i, st + j]
+                                if math.isnan(yv):
+                                    yv = 0.0
+                                xw = xv * w
+                                sw += w
+                                sx += xw
+                                sxx += xv * xw
+                                sy += yv * w
+                                sxy += yv * xw
+                            den2 = sw * sxx - sx * sx
+                            num2 = sw * sxy - sx * sy
+                            invden = _fdiv(1.0, den2)
+                            slope = num2 * invden / group_time
+                            sigsl = math.sqrt(sw * invden) if sw * invden >= 0 else np.nan
+                            yint = (sxx * sy - sx * sxy) * invden
+                            sigyi = math.sqrt(sxx * invden) if sxx * invden >= 0 else np.nan
+                            pden = group_time * g * (ln - 1.0)
+                            vr = _rnoise_var(rn, g, group_time, ln, True)
+                        if median_rate > 0.0:
+                            vp = _fdiv(median_rate + dc, pden)
+                        else:
+                            vp = _fdiv(dc, pden)
+                        if opt_mode == 2:
+                            o_slope[i, s, y, x] = slope
+                            o_sigslope[i, s, y, x] = sigsl
+                            o_yint[i, s, y, x] = yint
+                            o_sigyint[i, s, y, x] = sigyi
+                            o_weights[i, s, y, x] = _fdiv(1.0, vr)
+                            o_vp[i, s, y, x] = vp
+                            o_vr[i, s, y, x] = vr
+                        invr += _fdiv(1.0, vr)
+                        if vp > 0.0:
+                            invp += 1.0 / vp
+                        inve += _fdiv(1.0, vp + vr)
+                        num += _fdiv(slope, vr)
+                    if invp > 0.0:
+                        ivp[i] = 1.0 / invp
+                    if ivp[i] >= LARGE_VARIANCE:
+                        ivp[i] = 0.0
+                    ivr[i] = _fdiv(1.0, invr)
+                    if ivr[i] >= LARGE_VARIANCE:
+                        ivr[i] = 0.0
+                    if idq[i] & invalid:
+                        islope[i] = np.nan
+                        ivp[i] = 0.0
+                        ivr[i] = 0.0
+                        ierr[i] = 0.0
+                    else:
+                        verr = _fdiv(1.0, inve)
+                        islope[i] = num * ivr[i]
+                        ierr[i] = 0.0 if verr > LARGE_VARIANCE else math.sqrt(verr)
+                    if invp > 0.0:
+                        acc_invp += invp
+                    acc_invr += invr
+                    acc_slope += num
+                if idq[i] & dnu:
+                    dnu_cnt += 1
+                    islope[i] = np.nan
+                if opt_mode == 2:
+                    if idq[i] & sat:
+                        o_ped[i, y, x] = 0.0
+                    else:
+                        pv = d[i, 0] - islope[i] * ped_tmp
+                        o_ped[i, y, x] = 0.0 if math.isnan(pv) else pv
+                if idq[i] & sat:
+                    sat_cnt += 1
+                    islope[i] = np.nan
+                if cnt_sat[i] > 0:
+                    idq[i] |= sat
+                    rate_sat = True
+            # ---- exposure combination
+            if dnu_cnt == nints:
+                rate_dq |= dnu
+            if sat_cnt == nints:
+                rate_dq |= sat
+            vp_r = acc_invp
+            if vp_r > 0.0:
+                vp_r = 1.0 / vp_r
+            if vp_r >= LARGE_VARIANCE or vp_r < 0.0:
+                vp_r = 0.0
+            vr_r = acc_invr
+            if vr_r > 0.0:
+                vr_r = 1.0 / vr_r
+            if vr_r >= LARGE_VARIANCE:
+                vr_r = 0.0
+            err_r = math.sqrt(vp_r + vr_r)
+            sl_r = acc_slope
+            if rate_dq & invalid:
+                sl_r = np.nan
+                vp_r = 0.0
+                vr_r = 0.0
+                err_r = 0.0
+            if rate_sat:
+                rate_dq |= sat
+            if not math.isnan(sl_r):
+                sl_r = sl_r * vr_r
+            # ---- CHARGELOSS: recompute read-noise variance without those flags
+            if use_chargeloss:
+                is_cl = False
+                evar = 0.0
+                for i in range(nints):
+                    if not has_chg[i]:
+                        if ivr[i] > 0.0:
+                            evar += 1.0 / ivr[i]
+                        continue
+                    is_cl = True
+                    for k in range(ngroups):
+                        v = np.int64(rowq[i, k, x])
+                        if v & chgloss:
+                            v ^= dnu | chgloss
+                        oq[k] = v
+                    nseg, nsize = _find_segments(oq, ngroups, pers, jump, seg_s, seg_e)
+                    invr = 0.0
+                    for s in range(nseg):
+                        ln = seg_e[s] - seg_s[s]
+                        if ln == 1:
+                            t = group_time
+                            if not suppress1g:
+                                if is0th[i]:
+                                    t = one_group_time
+                                elif iszf[i]:
+                                    t = frame_time
+                            sv = _rnoise_var(rn, g, t, 1, False)
+                        elif ln == 2:
+                            sv = _rnoise_var(rn, g, group_time, 2, False)
+                        else:
+                            sv = _rnoise_var(rn, g, group_time, ln, True)
+                        if sv > 0.0:
+                            invr += 1.0 / sv
+                    ivr[i] = _fdiv(1.0, invr)
+                    if ivr[i] >= LARGE_VARIANCE:
+                        ivr[i] = 0.0
+                    evar += invr
+                if is_cl:
+                    if evar > 0.0:
+                        vr_r = 1.0 / evar
+                    if vr_r >= LARGE_VARIANCE:
+                        vr_r = 0.0
+            # ---- store
+            r_slope[y, x] = sl_r
+            r_dq[y, x] = rate_dq
+            r_vp[y, x] = vp_r
+            r_vr[y, x] = vr_r
+            r_err[y, x] = err_r
+            for i in range(nints):
+                i_slope[i, y, x] = islope[i]
+                i_dq[i, y, x] = idq[i]
+                i_vp[i, y, x] = ivp[i]
+                i_vr[i, y, x] = ivr[i]
+                i_err[i, y, x] = ierr[i]
+        o_maxseg[y] = maxseg
+        o_maxcr[y] = maxcr
 
 
-@njit(parallel=True)
 def _ols_fit(data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, use_chargeloss,
              clear_jump_g0, suppress1g, dnu, sat, jump, pers, ngval, chgloss,
              group_time, frame_time, one_group_time, wt,
@@ -510,11 +510,9 @@ def _ols_fit(data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, use_chargel
     opt_mode: 0 no fitopt; 1 only count segments/CRs per row into o_maxseg/o_maxcr;
     2 also write the fitopt arrays (sized from a mode-1 pass).
     """
-    ny = data.shape[2]
-    for y in prange(ny):
-        _fit_row(y, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, use_chargeloss,
-                 clear_jump_g0, suppress1g, dnu, sat, jump, pers, ngval, chgloss,
-                 group_time, frame_time, one_group_time, wt,
-                 r_slope, r_dq, r_vp, r_vr, r_err, i_slope, i_dq, i_vp, i_vr, i_err,
-                 opt_mode, ped_tmp, o_maxseg, o_maxcr, o_slope, o_sigslope, o_yint, o_sigyint,
-                 o_weights, o_vp, o_vr, o_ped, o_crmag)
+    run_row_blocks(_fit_rows, data.shape[2], data, gdq, pdq, rnoise, gain, dark, zframe,
+                   use_zframe, use_chargeloss, clear_jump_g0, suppress1g, dnu, sat, jump, pers,
+                   ngval, chgloss, group_time, frame_time, one_group_time, wt,
+                   r_slope, r_dq, r_vp, r_vr, r_err, i_slope, i_dq, i_vp, i_vr, i_err,
+                   opt_mode, ped_tmp, o_maxseg, o_maxcr, o_slope, o_sigslope, o_yint,
+                   o_sigyint, o_weights, o_vp, o_vr, o_ped, o_crmag)
