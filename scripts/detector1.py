@@ -10,7 +10,7 @@ from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import write_product
 from webbflow.io.preview import image_preview
-from webbflow.pipelines.detector1 import run_detector1
+from webbflow.pipelines.detector1 import check_raw_exposure, run_detector1
 
 logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -18,6 +18,7 @@ numba.set_num_threads(snakemake.threads)  # noqa: F821
 
 plan = snakemake.params.plan  # noqa: F821
 try:
+    check_raw_exposure(snakemake.input.uncal)  # noqa: F821
     if plan["problem"]:
         raise WebbflowError(snakemake.input.uncal, plan["problem"].split(": ", 1)[-1])  # noqa: F821
     refs = {reftype: snakemake.input.get(reftype, "N/A")  # noqa: F821

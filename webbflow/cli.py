@@ -13,7 +13,7 @@ from webbflow import planning
 from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import read_product, write_product
-from webbflow.pipelines.detector1 import run_detector1
+from webbflow.pipelines.detector1 import check_raw_exposure, run_detector1
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
@@ -35,6 +35,7 @@ def detector1(argv=None):
                                             **({"path": args.crds_path} if args.crds_path else {}),
                                             **({"context": args.crds_context} if args.crds_context else {})})
         context = webbflow_crds.resolve_context(settings)
+        check_raw_exposure(args.uncal)
         meta = read_product(args.uncal).meta
         stage = planning.detector1_config(config, meta)
         refs = webbflow_crds.best_references(

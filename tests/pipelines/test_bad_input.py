@@ -102,3 +102,14 @@ def test_ramp_fit_switched_off_is_refused(raw, synthetic_program, tmp_path):
     line = _error_line(_detector1(raw, synthetic_program / "crds_cache", tmp_path / "out",
                                   "--config", str(config)))
     assert line.endswith("ramp_fit is skipped: no rate product can be made")
+
+
+def test_real_ground_test_ramp_without_exp_type_fails_clearly(synthetic_program, tmp_path):
+    """A real MIRI ground-test ramp (JPL, 2018) with a minimal header: no EXP_TYPE."""
+    real = (Path(__file__).resolve().parents[3] / "shared/realdata/uncal"
+            / "MIRI_5582_89_S_20180308-010230_SCE1_pipe.fits")
+    if not real.exists():
+        pytest.skip("real data not present")
+    line = _error_line(_detector1(real, synthetic_program / "crds_cache", tmp_path / "out"))
+    assert line == f"webbflow: {real}: missing EXP_TYPE keyword"
+    assert not list((tmp_path / "out").iterdir())

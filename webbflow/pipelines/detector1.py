@@ -97,6 +97,16 @@ def validate_ramp(path, product):
             raise WebbflowError(path, f"missing exposure.{key} keyword")
 
 
+def check_raw_exposure(path):
+    """Raise the input's own problem (unreadable, header contradicting the data) before
+    anything is asked of CRDS, so that the root cause is what the user reads."""
+    product = read_product(path)
+    try:
+        validate_ramp(path, product)
+    finally:
+        product.close()
+
+
 def read_ramp(path):
     product = read_product(path)
     validate_ramp(path, product)
