@@ -50,18 +50,15 @@ def _median_nonan(buf, n):
     """Median of the NaN-free buf[:n] (NaN for n == 0): the middle value of a stable
     ascending sort, or the mean (lo + hi) / 2.0 of the two middle ones for even n.
 
-    n <= 16: found by stable ranks without moving anything (buf is left as is); longer
-    arrays are sorted in place with :func:`_sort_small`.
+    n <= 16: found by stable ranks without moving anything (buf is left as is). Longer
+    arrays: numba's ``np.median`` (quickselect on a copy), the same value except that a
+    zero median may come out with the other sign (callers must not care).
     """
     if n == 0:
         return np.nan
     h = n >> 1
     if n > 16:
-        v = buf[:n]
-        _sort_small(v)
-        if n & 1:
-            return v[h]
-        return (v[h - 1] + v[h]) / 2.0
+        return np.median(buf[:n])
     lo = np.nan
     hi = np.nan
     need = 1 if n & 1 else 2
@@ -85,6 +82,24 @@ def _median_nonan(buf, n):
     if n & 1:
         return hi
     return (lo + hi) / 2.0
+
+
+@njit
+def _all_flag(a, flag):
+    """True if every element of the 1-D array a has a bit of ``flag`` (stops early)."""
+    for j in range(a.shape[0]):
+        if (a[j] & flag) == 0:
+            return False
+    return True
+
+
+@njit
+def _any_flag(a, flag):
+    """True if some element of the 1-D array a has a bit of ``flag`` (stops early)."""
+    for j in range(a.shape[0]):
+        if a[j] & flag:
+            return True
+    return False
 
 
 def run_row_blocks(kernel, ny, *args, blocks_per_thread=4):

@@ -151,6 +151,37 @@ def _quiet_first_pass(buf, tmp, n, rnv, rej, thr3, thr2):
 
 
 @njit
+def _quiet_first_pass_big(buf, tmp, n, rnv, rej):
+    """:func:`_quiet_first_pass` for n > 24 unsorted differences: the robust median of
+    the |d| other than their maximum by quickselect (np.median), O(n)."""
+    amax = -np.inf
+    amin = np.inf
+    for j in range(n):
+        a = abs(buf[j])
+        if a > amax:
+            amax = a
+        if a < amin:
+            amin = a
+    m = 0
+    for j in range(n):
+        a = abs(buf[j])
+        if a != amax:
+            tmp[m] = a
+            m += 1
+    if m == 0:
+        return False
+    mi = np.median(tmp[:m])
+    si = math.sqrt(abs(mi) + rnv)
+    if not si > 0.0:
+        return False
+    r0 = np.float64(abs(np.float32(amin - mi))) / si
+    r1 = np.float64(abs(np.float32(amax - mi))) / si
+    if math.isnan(r0) or math.isnan(r1):
+        return False
+    return not (r0 > rej or r1 > rej)
+
+
+@njit
 def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
                 flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src):
     """Detection for rows y0 .. y1-1 (serial, nogil; see :func:`_detect`)."""
@@ -180,7 +211,11 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                     if not math.isnan(d[i, k]):
                         buf[n] = d[i, k]
                         n += 1
-            med = _median_of(buf, n, tmp)
+            big = n > 24
+            if big:   # quickselect, buf left unsorted (a zero median's sign may differ)
+                med = np.median(buf[:n])
+            else:     # sorted buf[:n] is used by _quiet_first_pass
+                med = _median_of(buf, n, tmp)
             sig = math.sqrt(abs(med) + rnv)
             if sig == 0.0:
                 sig = np.nan
@@ -229,7 +264,8 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                                 (gdq[i, k + 1, y, x] & dnu_sat) == 0:
                             gdq[i, k + 1, y, x] |= jump
                             newj = True
-            elif not _quiet_first_pass(buf, tmp, n, rnv, rej, thr3, thr2):
+            elif not (_quiet_first_pass_big(buf, tmp, n, rnv, rej) if big else
+                      _quiet_first_pass(buf, tmp, n, rnv, rej, thr3, thr2)):
                 for i in range(nints):
                     for k in range(nd):
                         ad[i, k] = abs(d[i, k])
@@ -360,6 +396,37 @@ def _apply_neighbors(gdq, src, dnu, sat, jump):
                         f |= src[i, k, y, x + 1]
                     if f:
                         gdq[i, k, y, x] |= jump
+
+
+@njit(parallel=True)
+def _apply_neighbors_cleanup(gdq, src, dnu, sat, jump):
+    """:func:`_apply_neighbors` followed by :func:`_cleanup` in one pass (valid when
+    nothing runs in between: the first never touches DO_NOT_USE/SATURATED groups, the
+    second only those)."""
+    nints, ngroups, ny, nx = gdq.shape
+    dnu_sat = dnu | sat
+    for y in prange(ny):
+        for i in range(nints):
+            for k in range(ngroups):
+                for x in range(nx):
+                    v = gdq[i, k, y, x]
+                    if v & dnu_sat:
+                        if v & jump:
+                            gdq[i, k, y, x] = v - jump
+                        continue
+                    if k == 0:
+                        continue
+                    f = src[i, k, y, x]
+                    if y > 0:
+                        f |= src[i, k, y - 1, x]
+                    if y < ny - 1:
+                        f |= src[i, k, y + 1, x]
+                    if x > 0:
+                        f |= src[i, k, y, x - 1]
+                    if x < nx - 1:
+                        f |= src[i, k, y, x + 1]
+                    if f:
+                        gdq[i, k, y, x] = v | jump
 
 
 @njit(parallel=True)

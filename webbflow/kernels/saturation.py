@@ -128,17 +128,6 @@ def _grow_from(plane, snap, n, rowhas, flag):
 
 
 @njit(parallel=True)
-def _or_where(gdq_plane, mask, active, flag):
-    ny, nx = gdq_plane.shape
-    for y in prange(ny):
-        if not active[y]:
-            continue
-        for x in range(nx):
-            if mask[y, x]:
-                gdq_plane[y, x] |= flag
-
-
-@njit(parallel=True)
 def _backward_group(plane, thisdq, nextdq, thr, nosat, dilution, sat, dnu, out):
     """Partial-saturation candidates of one group (returned as DO_NOT_USE bits in ``out``)."""
     ny, nx = plane.shape

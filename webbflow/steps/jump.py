@@ -30,12 +30,14 @@ on the full frame (pass ``all_dnu_groups``, see below); ``stats`` counts are per
 
 import numpy as np
 
+from webbflow.kernels._common import _all_flag
 from webbflow.kernels.jump import (
     MODE_ITERATIVE,
     MODE_SIGMA_CLIP,
     MODE_SINGLE_PASS,
     _after_jump,
     _apply_neighbors,
+    _apply_neighbors_cleanup,
     _cleanup,
     _detect,
     _neighbor_sources,
@@ -45,11 +47,12 @@ from webbflow.kernels.jump import (
 def all_dnu_groups(gdq, dqflags):
     """bool (nints, ngroups): groups that are DO_NOT_USE in every pixel."""
     dnu = np.uint8(dqflags["DO_NOT_USE"])
+    gdq = np.ascontiguousarray(gdq, dtype=np.uint8)
     nints, ngroups = gdq.shape[:2]
     out = np.zeros((nints, ngroups), bool)
     for i in range(nints):
         for g in range(ngroups):
-            out[i, g] = bool(np.all(gdq[i, g] & dnu))
+            out[i, g] = _all_flag(gdq[i, g].reshape(-1), dnu)
     return out
 
 
@@ -116,6 +119,7 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
     noise_fails = min_usable_groups < 3
 
     num_primary = -99
+    cleaned = False
     # stcal NaNs DO_NOT_USE/SATURATED groups of its electron cube in place during
     # detection; the shower search later sees that cube
     shower_nan = None
@@ -159,19 +163,25 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
                 num_primary = int(np.count_nonzero(gdq & np.uint8(jump)))
                 if flag_4_neighbors:  # sources must see the cleared planes
                     _neighbor_sources(data, gdq, gain, med, sig, dnu, sat, jump, rmin, rmax, src)
-        if flag_4_neighbors:
-            _apply_neighbors(gdq, src, dnu, sat, jump)
-        del src
         n1 = int(after_jump_flag_time1 // group_time)
         n2 = int(after_jump_flag_time2 // group_time)
-        if n1 > 0 or n2 > 0:
+        after = n1 > 0 or n2 > 0
+        if flag_4_neighbors:
+            if after:
+                _apply_neighbors(gdq, src, dnu, sat, jump)
+            else:  # nothing in between: neighbours and JUMP_DET cleanup in one pass
+                _apply_neighbors_cleanup(gdq, src, dnu, sat, jump)
+                cleaned = True
+        del src
+        if after:
             gmed = float(np.nanmedian(gain))
             _after_jump(data, gdq, gain, med, dnu, sat, jump,
                         float(after_jump_flag_dn1) * gmed, n1,
                         float(after_jump_flag_dn2) * gmed, n2)
     else:
         stats["skipped"] = True
-    _cleanup(gdq, dnu, sat, jump)
+    if not cleaned:
+        _cleanup(gdq, dnu, sat, jump)
     stats["n_primary_crs"] = num_primary
     if expand_large_events:
         stats["n_extended_events"] = _flag_snowballs(

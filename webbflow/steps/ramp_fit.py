@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from webbflow.kernels._common import _any_flag
 from webbflow.kernels.ramp_fit import _ols_fit, _weight_table
 
 
@@ -138,7 +139,7 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
     use_zf = zeroframe is not None and not suppress_one_group
     zf = (np.ascontiguousarray(zeroframe, dtype=np.float32) if use_zf
           else np.zeros((1, 1, 1), dtype=np.float32))
-    use_chg = bool(chg) and bool(np.any(gdq & np.uint8(chg)))
+    use_chg = bool(chg) and _any_flag(gdq.reshape(-1), np.uint8(chg))
 
     # the C code reads times as C floats
     gt = float(np.float32(group_time))
