@@ -125,7 +125,9 @@ def read_ramp(path):
     return ramp
 
 
-ROW_BLOCK = 128
+# bytes of float32 ramp per row block: big enough to amortise the loop, small enough
+# that a block's copies and its slice of a reference stay a few tens of MB
+ROW_BLOCK_BYTES = 32 * 2**20
 
 
 class _RowBlock:
@@ -180,9 +182,10 @@ class Detector1:
     def row_blocks(self):
         """Row blocks of the ramp for pixel-local steps, so that big references (darks,
         resets, linearity coefficients) are read a block at a time."""
-        ny = self.ramp.data.shape[-2]
-        for y0 in range(0, ny, ROW_BLOCK):
-            yield _RowBlock(self.ramp, y0, min(ny, y0 + ROW_BLOCK))
+        nints, ngroups, ny, nx = self.ramp.data.shape
+        rows = max(1, min(ny, ROW_BLOCK_BYTES // (nints * ngroups * nx * 4)))
+        for y0 in range(0, ny, rows):
+            yield _RowBlock(self.ramp, y0, min(ny, y0 + rows))
 
     def mark(self, step, status):
         self.ramp.meta.setdefault("cal_step", {})[CAL_STEP[step]] = status
