@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
+from tests.realdata import REALDATA, real_file
+
 REAL_CACHE = REALDATA / "crds_cache"
 
 
@@ -42,10 +43,9 @@ print(json.dumps(out))
 
 
 def test_real_rules_choose_references_offline():
-    nircam = REALDATA / "other/starbug2_jw01227002001_02105_00001_nrcalong_cutout100x100_cal.fits"
-    niriss = REALDATA / "rate_cal/niriss_ami_1093/ABDor/jw01093012001_03102_00001_nis_cal.fits"
-    if not REAL_CACHE.exists():
-        pytest.skip("real CRDS cache not present")
+    nircam = real_file("other/starbug2_jw01227002001_02105_00001_nrcalong_cutout100x100_cal.fits")
+    niriss = real_file("rate_cal/niriss_ami_1093/ABDor/jw01093012001_03102_00001_nis_cal.fits")
+    real_file("crds_cache/mappings/jwst/jwst_0676.pmap")
     code = REAL_HEADERS % (str(REAL_CACHE), nircam, niriss)
     result = _run(code, CRDS_READONLY_CACHE="1")
     assert result.returncode == 0, result.stderr
@@ -62,6 +62,7 @@ def test_real_rules_choose_references_offline():
 
 
 def test_real_cache_resolves_present_files_and_reports_absent_ones():
+    real_file("crds_cache/mappings/jwst/jwst_0676.pmap")
     meta = ("{'instrument': {'name': 'NIRCAM', 'detector': 'NRCALONG', 'filter': 'F444W', "
             "'pupil': 'CLEAR', 'channel': 'LONG', 'module': 'A'}, 'exposure': {'type': "
             "'NRC_IMAGE', 'readpatt': 'RAPID'}, 'observation': {'date': '2022-07-01', "

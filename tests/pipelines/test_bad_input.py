@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from tests.realdata import real_file
 from webbflow.io import read_product, write_product
 
 NIS3 = "jw01234002001_02101_00001_nis"
@@ -106,10 +107,7 @@ def test_ramp_fit_switched_off_is_refused(raw, synthetic_program, tmp_path):
 
 def test_real_ground_test_ramp_without_exp_type_fails_clearly(synthetic_program, tmp_path):
     """A real MIRI ground-test ramp (JPL, 2018) with a minimal header: no EXP_TYPE."""
-    real = (Path(__file__).resolve().parents[3] / "shared/realdata/uncal"
-            / "MIRI_5582_89_S_20180308-010230_SCE1_pipe.fits")
-    if not real.exists():
-        pytest.skip("real data not present")
+    real = real_file("uncal/MIRI_5582_89_S_20180308-010230_SCE1_pipe.fits")
     line = _error_line(_detector1(real, synthetic_program / "crds_cache", tmp_path / "out"))
     assert line == f"webbflow: {real}: missing EXP_TYPE keyword"
     assert not list((tmp_path / "out").iterdir())

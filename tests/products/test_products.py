@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from tests.realdata import real_file
 from webbflow.errors import WebbflowError
 from webbflow.io import Product, read_product, write_product
 from webbflow.sim.program import demo_program, exposure_meta, int_times
 
-REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 
 
 def _meta():
@@ -136,9 +136,7 @@ def test_missing_sci_is_one_clear_error(tmp_path):
     "rate_cal/niriss_ami_1093/ABDor/jw01093012001_03102_00001_nis_cal.fits",
 ])
 def test_real_products_read(path):
-    full = REALDATA / path
-    if not full.exists():
-        pytest.skip(f"{full} not present")
+    full = real_file(path)
     with fits.open(full) as hdulist:
         sci = hdulist["SCI"].data
         instrument = hdulist[0].header["INSTRUME"]

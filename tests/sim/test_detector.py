@@ -294,10 +294,9 @@ def test_full_frame_speed():
 # (in memory, every reftype overridden), must recover the true rates with honest errors
 
 def _oracle_env(monkeypatch):
-    import os
-    cache = "/work/shared/realdata/crds_cache"
-    if not os.path.isdir(cache):
-        pytest.skip("no CRDS cache for the offline oracle")
+    from tests.realdata import real_file
+
+    cache = str(real_file("crds_cache"))
     monkeypatch.setenv("STPIPE_DISABLE_CRDS_STEPPARS", "true")
     monkeypatch.setenv("CRDS_SERVER_URL", "https://crds-serverless-mode.stsci.edu")
     monkeypatch.setenv("CRDS_MODE", "local")
