@@ -35,17 +35,22 @@ def _ours(uncal, outdir, cache, context):
     return _stage_config(read_product(uncal).meta)
 
 
-@pytest.fixture(scope="module")
-def side_by_side(synthetic_program, tmp_path_factory):
-    ours = tmp_path_factory.mktemp("ours")
-    official = tmp_path_factory.mktemp("official")
-    cache = synthetic_program / "crds_cache"
+def _run_both(program, tmp_path_factory, label):
+    """Both pipelines on every raw file of ``program``; returns (ours, official) dirs."""
+    ours = tmp_path_factory.mktemp(f"ours_{label}")
+    official = tmp_path_factory.mktemp(f"official_{label}")
+    cache = program / "crds_cache"
     jobs = []
-    for uncal in sorted(synthetic_program.glob("*_uncal.fits")):
+    for uncal in sorted(program.glob("*_uncal.fits")):
         stage = _ours(str(uncal), ours, cache, "jwst_0001.pmap")
         jobs.append((uncal, official_steps(stage)))
     run_official(jobs, cache, official)
-    return synthetic_program, ours, official
+    return ours, official
+
+
+@pytest.fixture(scope="module")
+def side_by_side(synthetic_program, tmp_path_factory):
+    return (synthetic_program, *_run_both(synthetic_program, tmp_path_factory, "demo"))
 
 
 CASES = {
@@ -110,15 +115,7 @@ def full_frame_side_by_side(tmp_path_factory):
                      filter="F770W", readpatt="FAST", ngroups=10, nints=3, observation=2,
                      seed=202),
     ], seed=3)
-    ours = tmp_path_factory.mktemp("ours_ff")
-    official = tmp_path_factory.mktemp("official_ff")
-    cache = program / "crds_cache"
-    jobs = []
-    for uncal in sorted(program.glob("*_uncal.fits")):
-        stage = _ours(str(uncal), ours, cache, "jwst_0001.pmap")
-        jobs.append((uncal, official_steps(stage)))
-    run_official(jobs, cache, official)
-    return ours, official
+    return _run_both(program, tmp_path_factory, "fullframe")
 
 
 @pytest.mark.slow

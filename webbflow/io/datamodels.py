@@ -12,31 +12,9 @@ from pathlib import Path
 
 _TABLES_PATH = Path(__file__).with_name("datamodel_tables.json")
 
-# the suffix a product carries in its file name -> the datamodel class that writes it
-SUFFIX_MODELS = {
-    "uncal": "Level1bModel",
-    "ramp": "RampModel",
-    "dark": "RampModel",
-    "rate": "ImageModel",
-    "rateints": "CubeModel",
-    "fitopt": "RampFitOutputModel",
-    "cal": "ImageModel",
-    "calints": "CubeModel",
-    "bsub": "ImageModel",
-    "crf": "ImageModel",
-    "crfints": "CubeModel",
-    "i2d": "ImageModel",
-    "segm": "SegmentationMapModel",
-}
-
-
 @lru_cache(maxsize=1)
 def _tables():
     return json.loads(_TABLES_PATH.read_text())
-
-
-def known_models():
-    return sorted(_tables()["models"])
 
 
 def model_layout(model_type):
@@ -45,10 +23,6 @@ def model_layout(model_type):
         return _tables()["models"][model_type]
     except KeyError:
         raise KeyError(f"unknown datamodel {model_type!r}") from None
-
-
-def keyword_type(path):
-    return _tables()["types"].get(path)
 
 
 def keyword_enum(path):

@@ -67,10 +67,6 @@ class Product:
         self._lazy.pop(name, None)
         self._arrays[name] = array
 
-    def pop(self, name, default=None):
-        self._lazy.pop(name, None)
-        return self._arrays.pop(name, default)
-
     def _load(self, name):
         hdu = self._lazy[name]
         self._arrays[name] = self.rows(name, 0, self.shape(name)[-2]) \
