@@ -118,6 +118,10 @@ ORACLE = [
     ("MIRI", "MIRIMAGE", (2, 3, 1024, 1032), 1, 1, 1, 2, 4, "FULL", "miri-dead-ref", {}),
     ("NIRCAM", "NRCA1", (2, 3, 64, 64), 1, 1, -1, 2, 1, "SUB64P", "corner-const", {}),
     ("NIRCAM", "NRCA3", (1, 3, 2048, 2048), 1, 1, 1, 2, 4, "FULL", "const-bottom", {}),
+    # 4-output subarrays away from / on a corner of the full-frame border
+    ("NIRCAM", "NRCA1", (2, 3, 160, 160), 1025, 1025, -1, 2, 4, "SUB160", None, {}),
+    ("NIRSPEC", "NRS1", (1, 3, 64, 512), 1537, 1985, 2, 1, 4, "SUB512X", None,
+     dict(zeroframe=True)),
 ]
 
 

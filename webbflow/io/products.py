@@ -18,6 +18,7 @@ import math
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -68,9 +69,9 @@ class Product:
         self._arrays[name] = array
 
     def _load(self, name):
-        hdu = self._lazy[name]
-        self._arrays[name] = self.rows(name, 0, self.shape(name)[-2]) \
-            if hdu.header.get("NAXIS", 0) >= 2 else _native(hdu.data)
+        shape = self.shape(name)
+        self._arrays[name] = (self.rows(name, 0, shape[-2]) if len(shape) >= 2
+                              else self.rows(name, 0, 1).reshape(shape))
         self._lazy.pop(name)
 
     def rows(self, name, start, stop, dtype=None):
@@ -84,20 +85,22 @@ class Product:
         if name not in self._lazy:
             block = self[name][..., start:stop, :]
             return block if dtype is None else block.astype(dtype)
-        hdu = self._lazy[name]
+        lazy = self._lazy[name]
         shape = self.shape(name)
+        if len(shape) < 2:
+            shape = (1,) + shape
         ny, nx = shape[-2:]
         start, stop = max(0, start), min(ny, stop)
-        stored = np.dtype(_STORED[hdu.header["BITPIX"]])
-        bzero = hdu.header.get("BZERO", 0)
-        bscale = hdu.header.get("BSCALE", 1)
+        stored = np.dtype(_STORED[lazy.header["BITPIX"]])
+        bzero = lazy.header.get("BZERO", 0)
+        bscale = lazy.header.get("BSCALE", 1)
         if dtype is None:
             dtype = _decoded_dtype(stored, bzero, bscale)
         planes = int(np.prod(shape[:-2], dtype=np.int64))
         out = np.empty(shape[:-2] + (stop - start, nx), dtype=dtype)
         flat = out.reshape(planes, stop - start, nx)
         buffer = np.empty((stop - start, nx), dtype=stored)
-        offset = self._hdulist.fileinfo(self._hdulist.index(hdu))["datLoc"]
+        offset = lazy.offset
         plane_bytes = ny * nx * stored.itemsize
         try:
             with open(self.path, "rb") as handle:
@@ -107,13 +110,13 @@ class Product:
                         raise EOFError("file ends inside the data")
                     flat[plane] = _decode(buffer, bzero, bscale)
         except (OSError, EOFError) as exc:
-            raise WebbflowError(self.path, f"cannot read extension {hdu.name}: {exc}") from None
+            raise WebbflowError(self.path, f"cannot read extension {lazy.extname}: {exc}") from None
         return out
 
     def shape(self, name):
         if name in self._lazy:
-            hdu = self._lazy[name]
-            return tuple(hdu.header[f"NAXIS{i}"] for i in range(hdu.header["NAXIS"], 0, -1))
+            header = self._lazy[name].header
+            return tuple(header[f"NAXIS{i}"] for i in range(header["NAXIS"], 0, -1))
         return self[name].shape
 
     def get(self, dotted, default=None):
@@ -123,8 +126,9 @@ class Product:
         set_meta(self.meta, dotted, value)
 
     def close(self):
+        """Release the FITS handle. Arrays not read yet stay readable: they are read
+        from the file by offset, not through the handle."""
         if self._hdulist is not None:
-            self.arrays  # noqa: B018 - materialise before the memory map goes away
             self._hdulist.close()
             self._hdulist = None
 
@@ -133,6 +137,15 @@ class Product:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@dataclass(frozen=True)
+class _LazyArray:
+    """Where an array not read yet lies in its file: its header and data offset."""
+
+    header: fits.Header
+    extname: str
+    offset: int
 
 
 _STORED = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
@@ -158,13 +171,6 @@ def _decode(raw, bzero, bscale):
     if bzero or bscale != 1:
         return raw.astype(np.float32) * np.float32(bscale) + np.float32(bzero)
     return raw
-
-
-def _native(array):
-    """Native byte order (numba kernels refuse big-endian arrays); a copy only if needed."""
-    if array.dtype.byteorder in "=|":
-        return np.array(array) if isinstance(array, np.memmap) else array
-    return array.astype(array.dtype.newbyteorder("="))
 
 
 def get_meta(meta, dotted, default=None):
@@ -332,7 +338,9 @@ def read_product(path, *, model_type=None, require=None):
         product._hdulist = hdulist
         for name, (extname, _dtype, _ndim) in arrays.items():
             if extname in hdulist and hdulist[extname].header.get("NAXIS", 0) > 0:
-                product._lazy[name] = hdulist[extname]
+                index = hdulist.index_of(extname)
+                product._lazy[name] = _LazyArray(hdulist[index].header.copy(), extname,
+                                                 hdulist.fileinfo(index)["datLoc"])
         for name, extname in tables.items():
             if extname in hdulist:
                 product.tables[name] = np.asarray(hdulist[extname].data)

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import prange
 
-from webbflow.kernels._common import _sort_nonan, run_row_blocks
+from webbflow.kernels._common import _median_nonan, _median_select, _sort_nonan, run_row_blocks
 from webbflow.kernels._options import njit
 
 MODE_ITERATIVE = 0
@@ -153,7 +153,7 @@ def _quiet_first_pass(buf, tmp, n, rnv, rej, thr3, thr2):
 @njit
 def _quiet_first_pass_big(buf, tmp, n, rnv, rej):
     """:func:`_quiet_first_pass` for n > 24 unsorted differences: the robust median of
-    the |d| other than their maximum by quickselect (np.median), O(n)."""
+    the |d| other than their maximum by quickselect, O(n)."""
     amax = -np.inf
     amin = np.inf
     for j in range(n):
@@ -170,7 +170,7 @@ def _quiet_first_pass_big(buf, tmp, n, rnv, rej):
             m += 1
     if m == 0:
         return False
-    mi = np.median(tmp[:m])
+    mi = _median_select(tmp, m)
     si = math.sqrt(abs(mi) + rnv)
     if not si > 0.0:
         return False
@@ -212,8 +212,8 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                         buf[n] = d[i, k]
                         n += 1
             big = n > 24
-            if big:   # quickselect, buf left unsorted (a zero median's sign may differ)
-                med = np.median(buf[:n])
+            if big:   # quickselect, buf reordered (a zero median's sign may differ)
+                med = _median_select(buf, n)
             else:     # sorted buf[:n] is used by _quiet_first_pass
                 med = _median_of(buf, n, tmp)
             sig = math.sqrt(abs(med) + rnv)
@@ -241,7 +241,11 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                                 m += 1
                         if m == 0:
                             break
-                        c = _median_of(buf, m, tmp)
+                        # median of a copy: the mean and spread are summed in
+                        # integration order, as numpy reduces along that axis
+                        for j in range(m):
+                            tmp[j] = buf[j]
+                        c = _median_nonan(tmp, m)
                         mean = 0.0
                         for j in range(m):
                             mean += buf[j]

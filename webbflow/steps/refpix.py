@@ -101,22 +101,43 @@ def _combine_with_nans(a, b):
     return out
 
 
+def _border_strips(frame, plane, window):
+    """Copy the part of a subarray ``plane`` that lies on the 4-pixel reference border of
+    the full ``frame`` (DMS orientation; flips and transposes map border to border)."""
+    r0, r1, c0, c1 = window
+    n = NIR_FULL
+    for (y0, y1, x0, x1) in ((0, 4, 0, n), (n - 4, n, 0, n), (0, n, 0, 4), (0, n, n - 4, n)):
+        ya, yb, xa, xb = max(y0, r0), min(y1, r1), max(x0, c0), min(x1, c1)
+        if ya < yb and xa < xb:
+            frame[ya:yb, xa:xb] = plane[ya - r0:yb - r0, xa - c0:xb - c0]
+
+
 def _nir_fullframe_fused(data, pdq_det, dnu, fastaxis, slowaxis, odd_even_columns,
                          side_smoothing_length, side_gain, siglimit, buf_dtype,
-                         colsig, colmask, left, right):
-    """Full frame with side correction, without whole-frame copies: the statistics are
-    taken on detector-frame views of the few reference rows/columns (converted to the
-    buffer dtype), then one pass per group applies column and side signals in place with
-    the same per-pixel operations as the copy-based path (see ``_k._fused_correct``)."""
+                         colsig, colmask, left, right, window=None):
+    """Full frame (or a subarray embedded in one) with side correction, without
+    whole-frame copies: the statistics are taken on detector-frame views of the few
+    reference rows/columns (converted to the buffer dtype), then one pass per group applies
+    column and side signals in place with the same per-pixel operations as the copy-based
+    path (see ``_k._fused_correct``). For a subarray the official code embeds each group in
+    a zero full frame whose border outside the subarray is DO_NOT_USE, so only the
+    subarray's own border pixels can enter the statistics and only the subarray's pixels
+    are corrected: the frame here holds just those border pixels, and the correction
+    touches just the subarray."""
     nints, ngroups = data.shape[:2]
     (a0, a1), (b0, b1) = NIR_SIDES
     pdq_l = np.ascontiguousarray(pdq_det[:, a0:a1])
     pdq_r = np.ascontiguousarray(pdq_det[:, b0:b1])
     transposed = abs(fastaxis) != 1
+    frame = None if window is None else np.zeros((NIR_FULL, NIR_FULL), np.float32)
     for i in range(nints):
         for g in range(ngroups):
             plane = data[i, g]
-            det = to_detector_frame(plane, fastaxis, slowaxis)
+            if frame is None:
+                det = to_detector_frame(plane, fastaxis, slowaxis)
+            else:
+                _border_strips(frame, plane, window)
+                det = to_detector_frame(frame, fastaxis, slowaxis)
             _nir_top_bottom(det, pdq_det, dnu, odd_even_columns, siglimit, colsig, colmask,
                             dtype=buf_dtype)
             _k._side_stats(det[:, a0:a1].astype(buf_dtype), pdq_l, colsig[a0:a1], colmask[a0:a1],
@@ -130,6 +151,11 @@ def _nir_fullframe_fused(data, pdq_det, dnu, fastaxis, slowaxis, odd_even_column
                 col_d, mask_d = col_d[::-1], mask_d[::-1]
             if slowaxis < 0:
                 side_d = side_d[::-1]
+            if window is not None:
+                r0, r1, c0, c1 = window
+                rows, cols = slice(r0, r1), slice(c0, c1)
+                col_d, mask_d = (col_d[rows], mask_d[rows]) if transposed else (col_d[cols], mask_d[cols])
+                side_d = side_d[cols] if transposed else side_d[rows]
             _k._fused_correct(plane, np.ascontiguousarray(col_d), np.ascontiguousarray(mask_d),
                               np.ascontiguousarray(side_d), float(side_gain), transposed,
                               buf_dtype == np.float32)
@@ -148,10 +174,10 @@ def _nir_fullframe(data, pdq_det, dnu, window, fastaxis, slowaxis, odd_even_colu
     left = np.empty(NIR_FULL, np.float64)
     right = np.empty(NIR_FULL, np.float64)
     out = np.empty(full, np.float32)
-    if window is None and use_side_ref_pixels:
+    if use_side_ref_pixels:
         return _nir_fullframe_fused(data, pdq_det, dnu, fastaxis, slowaxis, odd_even_columns,
                                     side_smoothing_length, side_gain, siglimit, buf_dtype,
-                                    colsig, colmask, left, right)
+                                    colsig, colmask, left, right, window)
     for i in range(nints):
         for g in range(ngroups):
             if window is None:
@@ -182,38 +208,49 @@ def _nir_fullframe(data, pdq_det, dnu, window, fastaxis, slowaxis, odd_even_colu
 
 def _nir_subarray(data, pdq_det, dnu, refdq, window, fastaxis, slowaxis, odd_even_columns,
                   siglimit):
+    """NOUTPUTS=1 subarray: clipped means of its REFERENCE_PIXEL pixels (even and odd
+    detector columns apart), subtracted column by column.
+
+    The official code embeds each group in a full frame, turns it to detector orientation
+    and takes the reference pixels in detector row-major order; here their DMS positions
+    are found once, in that order (the clipped mean's sum depends on it), and only the
+    subarray is read and corrected, in place."""
     ref = ((pdq_det & refdq) == refdq) & ((pdq_det & dnu) != dnu)
     rows, cols = np.nonzero(ref)
     if rows.size == 0:
         return
-    even = cols % 2 == 0
     r0, r1, c0, c1 = window
+    flat = np.arange(NIR_FULL * NIR_FULL, dtype=np.int32).reshape(NIR_FULL, NIR_FULL)
+    ys, xs = np.divmod(to_detector_frame(flat, fastaxis, slowaxis)[rows, cols], NIR_FULL)
+    ys -= r0
+    xs -= c0
+    even = cols % 2 == 0
+    groups = ((ys[even], xs[even], slice(0, None, 2)), (ys[~even], xs[~even], slice(1, None, 2)))
+    transposed = abs(fastaxis) != 1
+    window_cols = slice(r0, r1) if transposed else slice(c0, c1)
+    no_side = np.zeros(NIR_FULL, np.float64)
+    colsig = np.zeros(NIR_FULL, np.float64)
+    colmask = np.zeros(NIR_FULL, np.bool_)
     nints, ngroups = data.shape[:2]
-    buf = np.zeros((NIR_FULL, NIR_FULL), np.float32)
-    ncols = NIR_FULL
-    colsig = np.zeros(ncols, np.float64)
-    colmask = np.zeros(ncols, np.bool_)
     for i in range(nints):
         for g in range(ngroups):
-            buf[r0:r1, c0:c1] = data[i, g]
-            det = np.ascontiguousarray(to_detector_frame(buf, fastaxis, slowaxis))
+            plane = data[i, g]
             colmask[:] = False
             if odd_even_columns:
-                ev = _clip(det[rows[even], cols[even]], siglimit)
-                od = _clip(det[rows[~even], cols[~even]], siglimit)
-                if ev is not None:
-                    colsig[0::2] = np.float64(ev)
-                    colmask[0::2] = True
-                if od is not None:
-                    colsig[1::2] = np.float64(od)
-                    colmask[1::2] = True
+                for y, x, parity in groups:
+                    value = _clip(plane[y, x], siglimit)
+                    if value is not None:
+                        colsig[parity] = np.float64(value)
+                        colmask[parity] = True
             else:
-                v = _clip(det[rows, cols], siglimit)
-                if v is not None:
-                    colsig[:] = np.float64(v)
+                value = _clip(plane[ys, xs], siglimit)
+                if value is not None:
+                    colsig[:] = np.float64(value)
                     colmask[:] = True
-            _k._subtract_columns(det, colsig, colmask)
-            data[i, g] = to_dms_frame(det, fastaxis, slowaxis)[r0:r1, c0:c1]
+            col_d, mask_d = (colsig[::-1], colmask[::-1]) if fastaxis < 0 else (colsig, colmask)
+            _k._fused_correct(plane, np.ascontiguousarray(col_d[window_cols]),
+                              np.ascontiguousarray(mask_d[window_cols]), no_side, 0.0,
+                              transposed, True)
 
 
 def _miri_refvalue(grp, pdq, col, rows, dnu, siglimit):
