@@ -167,3 +167,18 @@ def test_oracle_jwst(case):
     if zf is not None:
         assert_array_equal(zf, m.zeroframe)
         assert (zf[:, 5:9, 7] == 0).all()
+
+
+@pytest.mark.parametrize("fast, slow", [(-1, 2), (2, 1)])
+def test_integration_chunks_continue_the_buffer_state(fast, slow):
+    """Streamed stage 1 corrects integrations in chunks: the later chunks, marked
+    ``continuing``, must give the whole-exposure result bit for bit (the official group
+    buffer is float32 only for the very first group)."""
+    data, pdq = _cube((3, 2, 2048, 2048), 11)
+    zeroframe = data[:, 0] - np.float32(2.0)
+    kw = dict(instrument="NIRCAM", fastaxis=fast, slowaxis=slow)
+    whole, _ = correct_refpix(data.copy(), pdq, PIXEL, zeroframe=zeroframe.copy(), **kw)
+    first, _ = correct_refpix(data[:1].copy(), pdq, PIXEL, zeroframe=zeroframe[:1].copy(), **kw)
+    rest, _ = correct_refpix(data[1:].copy(), pdq, PIXEL, zeroframe=zeroframe[1:].copy(),
+                             continuing=True, **kw)
+    assert_array_equal(np.concatenate([first, rest]), whole)

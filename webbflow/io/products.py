@@ -74,16 +74,19 @@ class Product:
                               else self.rows(name, 0, 1).reshape(shape))
         self._lazy.pop(name)
 
-    def rows(self, name, start, stop, dtype=None):
+    def rows(self, name, start, stop, dtype=None, first=None):
         """Rows ``start:stop`` (second-last axis) of an image array, in native byte order.
 
         Lazy arrays are read from the file plane by plane with plain reads, never through
         a memory map, so only the rows asked for occupy memory. ``dtype`` converts on the
         way (``np.float32`` turns a uint16 ramp into the working cube without a uint16
-        copy of the whole of it).
+        copy of the whole of it). ``first=(i0, i1)`` keeps only that range of the first
+        axis (integrations of a ramp).
         """
         if name not in self._lazy:
             block = self[name][..., start:stop, :]
+            if first is not None:
+                block = block[first[0]:first[1]]
             return block if dtype is None else block.astype(dtype)
         lazy = self._lazy[name]
         shape = self.shape(name)
@@ -96,12 +99,18 @@ class Product:
         bscale = lazy.header.get("BSCALE", 1)
         if dtype is None:
             dtype = _decoded_dtype(stored, bzero, bscale)
-        planes = int(np.prod(shape[:-2], dtype=np.int64))
-        out = np.empty(shape[:-2] + (stop - start, nx), dtype=dtype)
+        if len(shape) >= 3:
+            i0, i1 = (0, shape[0]) if first is None else first
+            per_first = int(np.prod(shape[1:-2], dtype=np.int64))
+            out_shape = (i1 - i0,) + shape[1:-2] + (stop - start, nx)
+        else:
+            i0, i1, per_first, out_shape = 0, 1, 1, (stop - start, nx)
+        planes = (i1 - i0) * per_first
+        out = np.empty(out_shape, dtype=dtype)
         flat = out.reshape(planes, stop - start, nx)
         buffer = np.empty((stop - start, nx), dtype=stored)
-        offset = lazy.offset
         plane_bytes = ny * nx * stored.itemsize
+        offset = lazy.offset + i0 * per_first * plane_bytes
         try:
             with open(self.path, "rb") as handle:
                 for plane in range(planes):

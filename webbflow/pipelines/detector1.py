@@ -107,27 +107,45 @@ def check_raw_exposure(path):
         product.close()
 
 
-def read_ramp(path):
+def open_ramp(path):
+    """The ramp's DQ, ZEROFRAME and metadata; SCI stays on disk (``Ramp.data`` is None)
+    until :func:`read_ramp_data` reads all of it or a range of integrations."""
     product = read_product(path)
     validate_ramp(path, product)
-    data = product.rows("data", 0, product.shape("data")[-2], np.float32)
+    shape = product.shape("data")
     if product.has("groupdq"):
         gdq = np.array(product["groupdq"], dtype=np.uint8)
     else:
-        gdq = np.zeros(data.shape, dtype=np.uint8)
+        gdq = np.zeros(shape, dtype=np.uint8)
     pdq = (np.array(product["pixeldq"], dtype=np.uint32) if product.has("pixeldq")
-           else np.zeros(data.shape[-2:], dtype=np.uint32))
+           else np.zeros(shape[-2:], dtype=np.uint32))
     zeroframe = (np.asarray(product["zeroframe"], dtype=np.float32)
                  if product.has("zeroframe") else None)
-    ramp = Ramp(meta=product.meta, data=data, gdq=gdq, pdq=pdq, zeroframe=zeroframe,
+    ramp = Ramp(meta=product.meta, data=None, gdq=gdq, pdq=pdq, zeroframe=zeroframe,
                 int_times=product.tables.get("int_times"))
     product.close()
-    return ramp
+    return ramp, product
+
+
+def read_ramp_data(product, first=None):
+    """SCI as float32, all integrations or ``first=(i0, i1)``."""
+    return product.rows("data", 0, product.shape("data")[-2], np.float32, first=first)
 
 
 # bytes of float32 ramp per row block: big enough to amortise the loop, small enough
 # that a block's copies and its slice of a reference stay a few tens of MB
 ROW_BLOCK_BYTES = 32 * 2**20
+# streamed runs: integrations per pass-1 chunk, rows per jump + ramp_fit block (its two
+# halo rows are detected twice, so blocks are bigger), and the largest calibrated ramp
+# kept in memory between the passes (bigger ones wait in a scratch file)
+INTEGRATION_CHUNK_BYTES = 128 * 2**20
+FIT_BLOCK_BYTES = 32 * 2**20
+FIT_BLOCK_MIN_ROWS = 16
+RESIDENT_RAMP_BYTES = 64 * 2**20
+
+
+class _WholeFrameNeeded(Exception):
+    """A streamed run met an exposure-wide condition that needs the whole cube."""
 
 
 class _RowBlock:
@@ -163,6 +181,8 @@ class Detector1:
         self.is_miri = self.instrument == "MIRI"
         self.used_refs = {}
         self.fit = None
+        self._opened = {}
+        self.continuing = False  # streamed runs: integrations after the first chunk
 
     # -- helpers
     def ref(self, reftype):
@@ -170,7 +190,10 @@ class Detector1:
         if path == "N/A":
             return None
         self.used_refs[reftype] = path
-        return load_reference(path, reftype, self.ramp.meta, self.ramp.data.shape[-2:])
+        if reftype not in self._opened:
+            self._opened[reftype] = load_reference(path, reftype, self.ramp.meta,
+                                                   self.ramp.pdq.shape)
+        return self._opened[reftype]
 
     def dq_of(self, ref, block=None):
         """A reference's DQ (zeros if it has none) for the frame or one row block."""
@@ -194,21 +217,185 @@ class Detector1:
         return {k: v for k, v in self.steps.get(step, {}).items() if k != "skip"}
 
     # -- the pipeline
+    def skipped(self, step):
+        if self.steps.get(step, {}).get("skip", False):
+            return True
+        if step in NOT_IMPLEMENTED:
+            raise WebbflowError(self.source, f"step {step} is switched on but webbflow "
+                                             "does not implement it yet")
+        return False
+
+    def run_step(self, step):
+        """Run one step on ``self.ramp``; returns its status (not yet recorded)."""
+        start = time.perf_counter()
+        status = getattr(self, f"do_{step}")()
+        log.info("%s: %s in %.2f s, peak memory so far %.0f MB", step, status,
+                 time.perf_counter() - start,
+                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return status
+
     def run(self):
+        """Whole cube in memory: every step on every integration at once."""
         for step in detector1_steps(self.instrument):
-            if self.steps.get(step, {}).get("skip", False):
-                self.mark(step, "SKIPPED")
-                continue
-            if step in NOT_IMPLEMENTED:
-                raise WebbflowError(self.source, f"step {step} is switched on but webbflow "
-                                                 "does not implement it yet")
-            start = time.perf_counter()
-            status = getattr(self, f"do_{step}")()
-            self.mark(step, status)
-            log.info("%s: %s in %.2f s, peak memory so far %.0f MB", step, status,
-                     time.perf_counter() - start,
-                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            self.mark(step, "SKIPPED" if self.skipped(step) else self.run_step(step))
         return self.fit
+
+    def streamable(self, save_calibrated_ramp=False):
+        """Whether :meth:`run_streamed` can take this exposure: near-IR steps act on one
+        integration at a time before jump, and jump and ramp_fit on rows, unless an
+        option needs the whole cube (snowballs, showers, fitopt, group ranges,
+        persistence, the calibrated-ramp product) or ramp_fit is off (the whole-cube run
+        then stops with the official message). MIRI's reset, RSCD and dark
+        indexing by integration are not split yet."""
+        jump = self.steps.get("jump", {})
+        fit = self.steps.get("ramp_fit", {})
+        persistence = self.steps.get("persistence", {})
+        return not (self.is_miri or save_calibrated_ramp or fit.get("skip")
+                    or jump.get("expand_large_events") or jump.get("find_showers")
+                    or fit.get("save_opt") or fit.get("firstgroup") is not None
+                    or fit.get("lastgroup") is not None
+                    or (not persistence.get("skip", False)
+                        and persistence.get("persistence_time") is not None))
+
+    def run_streamed(self, product):
+        """Pass 1: the steps before jump, a few integrations at a time, into a
+        :class:`RampStore`. Pass 2: jump and ramp_fit on row blocks read back from it.
+        Peak memory is the DQ cube plus one chunk and one block, not the float32 cube.
+        Raises :class:`_WholeFrameNeeded` in the rare case an exposure-wide jump decision
+        needs the whole cube (the caller then runs :meth:`run`)."""
+        from webbflow.pipelines.ramp_store import RampStore
+
+        frame = self.ramp
+        nints, ngroups, ny, nx = frame.gdq.shape
+        steps = detector1_steps(self.instrument)
+        pre_jump = steps[:steps.index("jump")]
+        int_bytes = ngroups * ny * nx * 4
+        per_chunk = max(1, INTEGRATION_CHUNK_BYTES // int_bytes)
+        store = RampStore(frame.gdq.shape, in_memory=nints * int_bytes <= RESIDENT_RAMP_BYTES,
+                          source=self.source)
+        try:
+            statuses = {}
+            for i0 in range(0, nints, per_chunk):
+                i1 = min(nints, i0 + per_chunk)
+                chunk = Ramp(meta=frame.meta, data=read_ramp_data(product, (i0, i1)),
+                             gdq=frame.gdq[i0:i1], pdq=frame.pdq,
+                             zeroframe=None if frame.zeroframe is None else frame.zeroframe[i0:i1],
+                             int_times=frame.int_times)
+                self.ramp = chunk
+                self.continuing = i0 > 0
+                for step in pre_jump:
+                    status = "SKIPPED" if self.skipped(step) else self.run_step(step)
+                    if statuses.setdefault(step, status) != status:
+                        raise WebbflowError(self.source, f"{step} was {statuses[step]} on the "
+                                                         f"first integrations, {status} on later ones")
+                frame.gdq[i0:i1] = chunk.gdq
+                frame.pdq = chunk.pdq
+                if chunk.zeroframe is not None:
+                    frame.zeroframe[i0:i1] = chunk.zeroframe
+                frame.average_dark_current = chunk.average_dark_current
+                store.write_integrations(i0, chunk.data)
+                del chunk
+            self.ramp = frame
+            self.continuing = False
+            if self.params("ramp_fit").get("suppress_one_group", True):
+                frame.zeroframe = None  # unused from here on
+            for step, status in statuses.items():
+                self.mark(step, status)
+            self._jump_and_fit_by_rows(store)
+        finally:
+            store.close()
+        for step in steps[steps.index("jump") + 1:]:
+            if step != "ramp_fit":
+                self.mark(step, "SKIPPED" if self.skipped(step) else self.run_step(step))
+        return self.fit
+
+    def _jump_and_fit_by_rows(self, store):
+        from webbflow.steps.jump import all_dnu_groups, detect_jumps, jump_keywords
+        from webbflow.steps.ramp_fit import RampFitResult, fit_ramps
+
+        r = self.ramp
+        nints, ngroups, ny, nx = r.gdq.shape
+        if self.ref("gain") is None or self.ref("readnoise") is None:
+            raise WebbflowError(self.source, "ramp_fit needs GAIN and READNOISE references")
+        do_jump = not self.skipped("jump") and ngroups > 2
+        jump_params = self.params("jump")
+        after_jump = any(jump_params.get(f"after_jump_flag_time{n}", 0) for n in (1, 2))
+        all_dnu = all_dnu_groups(r.gdq, self.dqflags) if do_jump else None
+        fit_params = self.params("ramp_fit")
+        options = dict(
+            frame_time=_exposure(r.meta, "frame_time"), group_time=_exposure(r.meta, "group_time"),
+            nframes=_exposure(r.meta, "nframes"), groupgap=_exposure(r.meta, "groupgap"),
+            drop_frames1=_exposure(r.meta, "drop_frames1") or 0,
+            suppress_one_group=fit_params.get("suppress_one_group", True))
+        no_product = bool(np.all(r.gdq[:, 0] & self.dqflags["SATURATED"]))
+        rate = [np.empty((ny, nx), t) for t in (np.float32, np.uint32, np.float32, np.float32, np.float32)]
+        ints = [np.empty((nints, ny, nx), t) for t in (np.float32, np.uint32, np.float32, np.float32, np.float32)]
+        rows = min(ny, max(FIT_BLOCK_MIN_ROWS, FIT_BLOCK_BYTES // (nints * ngroups * nx * 4)))
+        num_primary = 0
+        detection_skipped = False
+        gain_median = (float(np.nanmedian(self._gain_readnoise()[0]))
+                       if do_jump and after_jump else None)
+        planes_all_jump_dnu = None
+        pending_halo = None  # pre-jump DQ of the row above the block (overwritten since)
+        start = time.perf_counter()
+        for y0 in range(0, ny, rows):
+            y1 = min(ny, y0 + rows)
+            h0, h1 = (max(0, y0 - 1), min(ny, y1 + 1)) if do_jump else (y0, y1)
+            data = store.read_rows(h0, h1)
+            gain, readnoise = self._gain_readnoise((h0, h1))
+            gdq = np.ascontiguousarray(r.gdq[:, :, h0:h1])
+            if h0 < y0:
+                gdq[:, :, 0] = pending_halo
+            pdq = r.pdq[h0:h1]
+            if do_jump:
+                pending_halo = r.gdq[:, :, y1 - 1].copy()
+                gdq, pdq, stats = detect_jumps(
+                    data, gdq, pdq, gain, readnoise, self.dqflags,
+                    nframes=_exposure(r.meta, "nframes"), group_time=_exposure(r.meta, "group_time"),
+                    all_dnu=all_dnu, interior=(y0 - h0, y1 - h0), gain_median=gain_median,
+                    **jump_params)
+                detection_skipped = stats["skipped"]
+                num_primary += stats["n_primary_crs"]
+                if stats.get("planes_all_jump_dnu") is not None:
+                    planes = stats["planes_all_jump_dnu"]
+                    planes_all_jump_dnu = planes if planes_all_jump_dnu is None \
+                        else planes_all_jump_dnu & planes
+            keep = slice(y0 - h0, y1 - h0)
+            r.gdq[:, :, y0:y1] = gdq[:, :, keep]
+            r.pdq[y0:y1] = pdq[keep]
+            if no_product:
+                continue
+            dark = None if r.average_dark_current is None else r.average_dark_current[y0:y1]
+            zeroframe = None if r.zeroframe is None else r.zeroframe[:, y0:y1]
+            part = fit_ramps(data[:, :, keep], r.gdq[:, :, y0:y1],
+                             r.pdq[y0:y1], readnoise[keep], gain[keep], self.dqflags,
+                             average_dark_current=dark, zeroframe=zeroframe,
+                             check_saturated=False, **options)
+            for whole, piece in zip(rate, part.rate):
+                whole[y0:y1] = piece
+            for whole, piece in zip(ints, part.rateints):
+                whole[:, y0:y1] = piece
+        if planes_all_jump_dnu is not None and planes_all_jump_dnu.any():
+            raise _WholeFrameNeeded("a group is JUMP_DET/DO_NOT_USE in every pixel")
+        if do_jump:
+            if detection_skipped:
+                num_primary = -99  # stcal's count when no detector could run
+            stats = jump_keywords(num_primary, 0, r.gdq, self.dqflags,
+                                  _exposure(r.meta, "group_time"))
+            for key in ("primary_cosmic_rays", "extended_emission_events"):
+                if stats.get(key) is not None:
+                    r.meta.setdefault("exposure", {})[key] = stats[key]
+        self.mark("jump", "COMPLETE" if do_jump else "SKIPPED")
+        self.mark("ramp_fit", "COMPLETE")
+        self.fit = None if no_product else RampFitResult(rate=tuple(rate), rateints=tuple(ints))
+        log.info("jump + ramp_fit by rows: %.2f s, peak memory so far %.0f MB",
+                 time.perf_counter() - start,
+                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+    def close(self):
+        for reference in self._opened.values():
+            reference.close()
+        self._opened.clear()
 
     def do_group_scale(self):
         from webbflow.steps.group_scale import group_scale_needed, scale_groups
@@ -289,7 +476,7 @@ class Detector1:
             xstart=sub.get("xstart", 1), ystart=sub.get("ystart", 1),
             xsize=sub.get("xsize"), ysize=sub.get("ysize"),
             noutputs=_exposure(r.meta, "noutputs") or 4, subarray_name=sub.get("name"),
-            **self.params("refpix"))
+            continuing=self.continuing, **self.params("refpix"))
         return status
 
     def do_linearity(self):
@@ -397,13 +584,15 @@ class Detector1:
             integration_start=_exposure(r.meta, "integration_start") or 1)
         return status
 
-    def _gain_readnoise(self):
+    def _gain_readnoise(self, rows=None):
+        """GAIN and READNOISE arrays (rows ``(y0, y1)`` only, if given), or (None, None)."""
         gain, readnoise = self.ref("gain"), self.ref("readnoise")
         if gain is None or readnoise is None:
             return None, None
         if gain.get("exposure.gain_factor") is not None:
             self.ramp.meta.setdefault("exposure", {})["gain_factor"] = gain.get("exposure.gain_factor")
-        return gain.full("data", np.float32), readnoise.full("data", np.float32)
+        y0, y1 = (0, self.ramp.pdq.shape[0]) if rows is None else rows
+        return gain.rows("data", y0, y1, np.float32), readnoise.rows("data", y0, y1, np.float32)
 
     def do_jump(self):
         from webbflow.steps.jump import detect_jumps
@@ -522,9 +711,22 @@ def run_detector1(uncal_path, refs, config, dqflags, *, context):
 
     from webbflow.crds.references import provenance
 
-    ramp = read_ramp(uncal_path)
+    ramp, product = open_ramp(uncal_path)
     pipeline = Detector1(ramp, refs, config, dqflags, source=uncal_path)
-    fit = pipeline.run()
+    fit = None
+    streamed = pipeline.streamable(config.get("save_calibrated_ramp", False))
+    if streamed:
+        try:
+            fit = pipeline.run_streamed(product)
+        except _WholeFrameNeeded as reason:
+            log.info("whole-cube run: %s", reason)
+            streamed = False
+            ramp, product = open_ramp(uncal_path)
+            pipeline = Detector1(ramp, refs, config, dqflags, source=uncal_path)
+    if not streamed:
+        ramp.data = read_ramp_data(product)
+        fit = pipeline.run()
+    pipeline.close()
     meta = ramp.meta
     provenance(meta, {k: v for k, v in refs.items()}, context)
     outputs = {}

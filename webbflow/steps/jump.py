@@ -70,7 +70,7 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
                  find_showers=False, max_shower_amplitude=4.0, extend_snr_threshold=1.2,
                  extend_min_area=90, extend_inner_radius=1.0, extend_outer_radius=2.6,
                  extend_ellipse_expand_ratio=1.1, time_masked_after_shower=15.0,
-                 max_extended_radius=200, all_dnu=None):
+                 max_extended_radius=200, all_dnu=None, interior=None, gain_median=None):
     """Flag cosmic-ray jumps; returns ``(gdq, pdq, stats)`` (new arrays, inputs untouched).
 
     data : float32 (nints, ngroups, ny, nx) in DN; gdq uint8 same shape; pdq uint32
@@ -81,6 +81,15 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
     path (``twopt_params.minimum_groups = 3``), 3 is used. ``all_dnu`` optionally gives
     the exposure-wide :func:`all_dnu_groups` for row-block callers.
 
+    ``interior=(a, b)``: the call is one row block of a frame whose rows a .. b-1 are kept
+    (the others are halo). Then the exposure-wide parts are left to the caller: cosmic rays
+    are counted on the interior only, the sigma-clip path reports in
+    ``stats["planes_all_jump_dnu"]`` which planes are JUMP_DET/DO_NOT_USE over the whole
+    interior instead of clearing them (the caller clears only if that holds frame-wide),
+    snowballs and showers must be off, and the rate keywords are left to
+    :func:`jump_keywords`; ``gain_median`` then gives the frame's median gain (after-jump
+    flagging thresholds).
+
     stats: ``n_primary_crs`` (stcal's count, -99 when detection was skipped),
     ``n_extended_events``, ``primary_cosmic_rays`` (PRIMECRS) and
     ``extended_emission_events`` (EXTNCRS) or None, ``mode`` and ``skipped``.
@@ -88,6 +97,8 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
     data = np.ascontiguousarray(data, dtype=np.float32)
     if data.ndim != 4 or np.shape(gdq) != data.shape or np.shape(pdq) != data.shape[2:]:
         raise ValueError("detect_jumps: data/gdq must be (nints, ngroups, ny, nx), pdq (ny, nx)")
+    if interior is not None and (expand_large_events or find_showers):
+        raise ValueError("detect_jumps: snowballs and showers need the whole frame")
     gdq = np.array(gdq, dtype=np.uint8, order="C", copy=True)
     pdq = np.array(pdq, dtype=np.uint32, order="C", copy=True)
     nints, ngroups, ny, nx = data.shape
@@ -148,8 +159,15 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
                 float(rejection_threshold), float(four_group_rejection_threshold),
                 float(three_group_rejection_threshold), bool(flag_4_neighbors), rmin, rmax,
                 med, sig, ncr_rows, src)
-        num_primary = int(ncr_rows.sum())
-        if mode == MODE_SIGMA_CLIP:
+        num_primary = int(ncr_rows.sum() if interior is None
+                          else ncr_rows[interior[0]:interior[1]].sum())
+        if mode == MODE_SIGMA_CLIP and interior is not None:
+            a, b = interior
+            flags = np.uint8(jump | dnu)
+            stats["planes_all_jump_dnu"] = np.array(
+                [[_all_flag(gdq[i, g, a:b].reshape(-1), flags) for g in range(ngroups)]
+                 for i in range(nints)], dtype=bool)
+        elif mode == MODE_SIGMA_CLIP:
             changed = False
             for i in range(nints):
                 for g in range(ngroups):
@@ -174,7 +192,7 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
                 cleaned = True
         del src
         if after:
-            gmed = float(np.nanmedian(gain))
+            gmed = float(np.nanmedian(gain)) if gain_median is None else float(gain_median)
             _after_jump(data, gdq, gain, med, dnu, sat, jump,
                         float(after_jump_flag_dn1) * gmed, n1,
                         float(after_jump_flag_dn2) * gmed, n2)
@@ -201,15 +219,24 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
             groups_masked=int(time_masked_after_shower // group_time),
             max_amplitude=_JUMPDATA_SHOWER_AMPLITUDE * group_time)
 
-    # header keywords, as jwst JumpStep
+    if interior is None:
+        stats.update(jump_keywords(num_primary, stats["n_extended_events"], gdq, dqflags,
+                                   group_time))
+    return gdq, pdq, stats
+
+
+def jump_keywords(num_primary, n_extended, gdq, dqflags, group_time):
+    """PRIMECRS and EXTNCRS (per 1000 s per pixel, per 1e6 s per pixel), as jwst JumpStep
+    computes them from the whole frame's final group DQ; None when no time is usable."""
+    nints, ngroups, ny, nx = gdq.shape
     n_flagged = int(all_dnu_groups(gdq, dqflags).sum())
     tot = nints * ngroups - n_flagged - nints
-    if tot >= 1:
-        total_time = group_time * tot
-        npix = ny * nx
-        stats["primary_cosmic_rays"] = 1000.0 * num_primary / (total_time * npix)
-        stats["extended_emission_events"] = 1e6 * stats["n_extended_events"] / (total_time * npix)
-    return gdq, pdq, stats
+    if tot < 1:
+        return dict(primary_cosmic_rays=None, extended_emission_events=None)
+    total_time = group_time * tot
+    npix = ny * nx
+    return dict(primary_cosmic_rays=1000.0 * num_primary / (total_time * npix),
+                extended_emission_events=1e6 * n_extended / (total_time * npix))
 
 
 # --------------------------------------------------------------------------- snowballs

@@ -321,6 +321,7 @@ def correct_refpix(
     odd_even_rows=True,
     siglimit=3.0,
     zeroframe=None,
+    continuing=False,
 ):
     """Subtract the reference-pixel signal from every group (in place).
 
@@ -334,6 +335,8 @@ def correct_refpix(
     zeroframe: float32 (nints, ny, nx) or None; corrected after the groups as a 1-group
     ramp (values that were 0 stay 0), continuing the official buffer state. MIRI ZEROFRAMEs
     come out unchanged, as official (first-read subtraction of a 1-group ramp).
+    continuing: ``data`` holds integrations after the first ones of the exposure, already
+    corrected by an earlier call (near-IR only): the official buffer state carries over.
     Returns ``(data, status)``, status "COMPLETE" or "SKIPPED" (MIRI subarray, or a subarray
     that does not fit in the full frame), as the official step records it.
     """
@@ -345,6 +348,9 @@ def correct_refpix(
     refdq = np.uint32(dqflags["REFERENCE_PIXEL"])
     miri = str(instrument).upper() == "MIRI"
     sub = is_subarray(data.shape, "MIRI" if miri else "NIR")
+    if miri and continuing:
+        raise ValueError("correct_refpix: MIRI carries a stop state across integrations; "
+                         "pass the whole exposure")
     if miri:
         if sub:
             return data, "SKIPPED"
@@ -387,7 +393,8 @@ def correct_refpix(
                 _nir_subarray(cube, pdq_det, dnu, refdq, window, fastaxis, slowaxis,
                               odd_even_columns, siglimit)
     else:
-        state = np.float32
+        # after the first side-corrected group the official buffer is float64
+        state = np.float64 if continuing and use_side_ref_pixels else np.float32
         for cube in (data, zcube):
             if cube is not None:
                 state = _nir_fullframe(cube, pdq_det, dnu, window, fastaxis, slowaxis,
