@@ -79,6 +79,9 @@ CASES = {
     "nircam_bright2_2ints": "jw01234001001_02101_00001_nrca1",
     "nircam_shallow4_groupgap": "jw01234001001_02101_00003_nrca1",
     "niriss_3_groups": "jw01234002001_02101_00001_nis",
+    # MIRI: reset and dark by integration number, rscd on the whole frame's DQ, group
+    # dropping in ramp_fit
+    "miri_sub256": "jw01234003001_02101_00001_mirimage",
     # 100 integrations: the sigma-clip jump path across integrations
     "tso_segment_2": "jw01234004001_02101_00001-seg002_nrca1",
 }

@@ -182,7 +182,11 @@ class Detector1:
         self.used_refs = {}
         self.fit = None
         self._opened = {}
-        self.continuing = False  # streamed runs: integrations after the first chunk
+        # streamed runs: the chunk's first integration, and the DQ-only steps that run
+        # once on the whole frame's DQ after the integration pass
+        self.chunk_start = 0
+        self.total_ints = ramp.gdq.shape[0]
+        self.deferred = ()
 
     # -- helpers
     def ref(self, reftype):
@@ -245,12 +249,18 @@ class Detector1:
         integration at a time before jump, and jump and ramp_fit on rows, unless an
         option needs the whole cube (snowballs, showers, fitopt, group ranges,
         persistence, the calibrated-ramp product) or ramp_fit is off (the whole-cube run
-        then stops with the official message). MIRI's reset, RSCD and dark
-        indexing by integration are not split yet."""
+        then stops with the official message). MIRI: reset and dark take the chunk's
+        integration numbers; rscd, which decides on every integration's saturation flags
+        at once, reads and writes only the group DQ, and no later step before jump reads
+        that, so it runs once on the whole frame's DQ after the pass. MIRI refpix (a stop
+        state across integrations) and charge_migration (reads the DQ after rscd) keep
+        the whole cube."""
         jump = self.steps.get("jump", {})
         fit = self.steps.get("ramp_fit", {})
         persistence = self.steps.get("persistence", {})
-        return not (self.is_miri or save_calibrated_ramp or fit.get("skip")
+        if self.is_miri and not (self.skipped("refpix") and self.skipped("charge_migration")):
+            return False
+        return not (save_calibrated_ramp or fit.get("skip")
                     or jump.get("expand_large_events") or jump.get("find_showers")
                     or fit.get("save_opt") or fit.get("firstgroup") is not None
                     or fit.get("lastgroup") is not None
@@ -269,6 +279,7 @@ class Detector1:
         nints, ngroups, ny, nx = frame.gdq.shape
         steps = detector1_steps(self.instrument)
         pre_jump = steps[:steps.index("jump")]
+        self.deferred = ("rscd",) if self.is_miri else ()
         int_bytes = ngroups * ny * nx * 4
         per_chunk = max(1, INTEGRATION_CHUNK_BYTES // int_bytes)
         store = RampStore(frame.gdq.shape, in_memory=nints * int_bytes <= RESIDENT_RAMP_BYTES,
@@ -282,8 +293,10 @@ class Detector1:
                              zeroframe=None if frame.zeroframe is None else frame.zeroframe[i0:i1],
                              int_times=frame.int_times)
                 self.ramp = chunk
-                self.continuing = i0 > 0
+                self.chunk_start = i0
                 for step in pre_jump:
+                    if step in self.deferred:
+                        continue
                     status = "SKIPPED" if self.skipped(step) else self.run_step(step)
                     if statuses.setdefault(step, status) != status:
                         raise WebbflowError(self.source, f"{step} was {statuses[step]} on the "
@@ -296,7 +309,9 @@ class Detector1:
                 store.write_integrations(i0, chunk.data)
                 del chunk
             self.ramp = frame
-            self.continuing = False
+            self.chunk_start = 0
+            for step in self.deferred:
+                statuses[step] = "SKIPPED" if self.skipped(step) else self.run_step(step)
             if self.params("ramp_fit").get("suppress_one_group", True):
                 frame.zeroframe = None  # unused from here on
             for step, status in statuses.items():
@@ -311,7 +326,7 @@ class Detector1:
 
     def _jump_and_fit_by_rows(self, store):
         from webbflow.steps.jump import all_dnu_groups, detect_jumps, jump_keywords
-        from webbflow.steps.ramp_fit import RampFitResult, fit_ramps
+        from webbflow.steps.ramp_fit import RampFitResult, fit_ramps, miri_drop
 
         r = self.ramp
         nints, ngroups, ny, nx = r.gdq.shape
@@ -327,7 +342,15 @@ class Detector1:
             nframes=_exposure(r.meta, "nframes"), groupgap=_exposure(r.meta, "groupgap"),
             drop_frames1=_exposure(r.meta, "drop_frames1") or 0,
             suppress_one_group=fit_params.get("suppress_one_group", True))
-        no_product = bool(np.all(r.gdq[:, 0] & self.dqflags["SATURATED"]))
+        # the two exposure-wide ramp_fit decisions, from the DQ before jump: jump adds and
+        # removes only JUMP_DET, never DO_NOT_USE or SATURATED
+        kept, first = None, 0
+        if self.is_miri and ngroups > 1:
+            kept = miri_drop(r.gdq, self.dqflags)
+            first = 0 if kept is None else kept[0]
+        no_product = (self.is_miri and ngroups > 1 and kept is None) or \
+            bool(np.all(r.gdq[:, first] & self.dqflags["SATURATED"]))
+        options.update(is_miri=self.is_miri, miri_groups=kept)
         rate = [np.empty((ny, nx), t) for t in (np.float32, np.uint32, np.float32, np.float32, np.float32)]
         ints = [np.empty((nints, ny, nx), t) for t in (np.float32, np.uint32, np.float32, np.float32, np.float32)]
         rows = min(ny, max(FIT_BLOCK_MIN_ROWS, FIT_BLOCK_BYTES // (nints * ngroups * nx * 4)))
@@ -476,7 +499,7 @@ class Detector1:
             xstart=sub.get("xstart", 1), ystart=sub.get("ystart", 1),
             xsize=sub.get("xsize"), ysize=sub.get("ysize"),
             noutputs=_exposure(r.meta, "noutputs") or 4, subarray_name=sub.get("name"),
-            continuing=self.continuing, **self.params("refpix"))
+            continuing=self.chunk_start > 0, **self.params("refpix"))
         return status
 
     def do_linearity(self):
@@ -507,7 +530,8 @@ class Detector1:
                 sci_nframes=_exposure(r.meta, "nframes"), sci_groupgap=_exposure(r.meta, "groupgap"),
                 dark_nframes=dark.get("exposure.nframes", 1),
                 dark_groupgap=dark.get("exposure.groupgap", 0), is_miri=self.is_miri,
-                integration_start=_exposure(r.meta, "integration_start") or 1)
+                integration_start=_exposure(r.meta, "integration_start") or 1,
+                first_integration=self.chunk_start, data_nints=self.total_ints)
             if status != "COMPLETE":
                 break
             block.store()
@@ -555,7 +579,7 @@ class Detector1:
             block.data, block.pdq = subtract_reset(
                 block.data, block.pdq, reset.rows("data", block.y0, block.y1, np.float32),
                 self.dq_of(reset, block), self.dqflags,
-                integration_start=_exposure(r.meta, "integration_start"),
+                integration_start=(_exposure(r.meta, "integration_start") or 1) + self.chunk_start,
                 integration_end=_exposure(r.meta, "integration_end"),
                 nints=_exposure(r.meta, "nints"))
             block.store()

@@ -26,6 +26,8 @@ def subtract_dark(
     dark_groupgap,
     is_miri=False,
     integration_start=1,
+    first_integration=0,
+    data_nints=None,
 ):
     """Subtract the dark, averaging dark frames when NFRAMES/GROUPGAP differ.
 
@@ -35,6 +37,8 @@ def subtract_dark(
     Frames beyond the dark's length are extrapolated from its last two frames; NaN -> 0.
     MIRI: dark integration i for science integration i, the last one beyond (and for all
     integrations when ``integration_start`` != 1, as the official code does).
+    ``first_integration``/``data_nints``: ``data`` holds integrations first_integration ..
+    of the data_nints in the file (a chunk of a streamed run).
     Returns ``(data, pdq, status)`` with status "COMPLETE" or "SKIPPED" (dark NFRAMES or
     GROUPGAP larger than the science ones: nothing changed).
     """
@@ -72,13 +76,16 @@ def subtract_dark(
     np.bitwise_or(pdq, ddq, out=pdq)
 
     if four_d:
+        # data may be integrations first_integration .. of the data_nints in the file
+        total = nints if data_nints is None else data_nints
         idx = np.empty(nints, np.int64)
-        for i in range(nints):
+        for k in range(nints):
+            i = first_integration + k
             if i < drk_nints and integration_start == 1:
-                idx[i] = i
+                idx[k] = i
             else:
                 # official: dark[-1]; an averaged 4-D dark only fills min(dark, sci) ints
-                idx[i] = drk_nints - 1 if (not averaged or drk_nints <= nints) else -1
+                idx[k] = drk_nints - 1 if (not averaged or drk_nints <= total) else -1
     else:
         idx = np.zeros(nints, np.int64)
     _subtract_dark(data, dark, idx, starts, int(sci_nframes), averaged, extrapolated)
