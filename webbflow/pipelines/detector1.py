@@ -307,6 +307,7 @@ class Detector1:
                     frame.zeroframe[i0:i1] = chunk.zeroframe
                 frame.average_dark_current = chunk.average_dark_current
                 store.write_integrations(i0, chunk.data)
+                self.ramp = frame  # let the chunk go before the next one is read
                 del chunk
             self.ramp = frame
             self.chunk_start = 0
