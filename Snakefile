@@ -16,6 +16,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/detector1.smk"
+include: "rules/dark.smk"
 include: "rules/associations.smk"
 
 

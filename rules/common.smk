@@ -135,10 +135,17 @@ def get_detector1_optional_outputs():
     return optional
 
 
+def is_dark(exposure):
+    """Dark exposures go through calwebb_dark (uncal -> dark), not detector1."""
+    return planning.stage1_pipeline(header(exposure)["meta"]) == "dark"
+
+
 def get_detector1_outputs():
     outputs = []
     optional = get_detector1_optional_outputs()
     for exposure in UNCAL:
+        if is_dark(exposure):
+            continue
         outputs += [f"{exposure}_rate.fits", f"{exposure}_rateints.fits"]
         outputs += [path.format(exposure=exposure) for path in optional.values()]
     return outputs
@@ -162,8 +169,12 @@ def get_association_outputs():
     return [f"asn/{name}" for name in sorted(ASSOCIATIONS)]
 
 
+def get_dark_outputs():
+    return [f"{exposure}_dark.fits" for exposure in UNCAL if is_dark(exposure)]
+
+
 def get_final_outputs():
-    return get_detector1_outputs() + get_association_outputs()
+    return get_detector1_outputs() + get_dark_outputs() + get_association_outputs()
 
 
 onsuccess:

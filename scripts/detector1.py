@@ -1,4 +1,5 @@
-"""Stage 1 of one exposure: uncal -> rate + rateints (calwebb_detector1 / calwebb_tso1)."""
+"""Stage 1 of one exposure: uncal -> rate + rateints (calwebb_detector1 / calwebb_tso1), or
+uncal -> dark (calwebb_dark) for dark exposures; the rule's outputs name the products."""
 
 import json
 import logging
@@ -10,7 +11,7 @@ from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import write_product
 from webbflow.io.preview import image_preview
-from webbflow.pipelines.detector1 import check_raw_exposure, run_detector1
+from webbflow.pipelines.detector1 import check_raw_exposure, run_stage1
 
 logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -23,12 +24,13 @@ try:
         raise WebbflowError(snakemake.input.uncal, plan["problem"].split(": ", 1)[-1])  # noqa: F821
     refs = {reftype: snakemake.input.get(reftype, "N/A")  # noqa: F821
             for reftype in json.loads(plan["references"])}
-    products = run_detector1(snakemake.input.uncal, refs, json.loads(plan["steps"]), PIXEL,  # noqa: F821
-                             context=snakemake.config["crds"]["context_used"])  # noqa: F821
+    products = run_stage1(snakemake.input.uncal, refs, json.loads(plan["steps"]), PIXEL,  # noqa: F821
+                          context=snakemake.config["crds"]["context_used"])  # noqa: F821
     for name, path in snakemake.output.items():  # noqa: F821
         if name != "preview":
             write_product(path, products[name])
-    image_preview(snakemake.output.preview, products["rate"]["data"])  # noqa: F821
+    if "preview" in snakemake.output.keys():  # noqa: F821
+        image_preview(snakemake.output.preview, products["rate"]["data"])  # noqa: F821
 except WebbflowError as exc:
     logging.error("%s", exc)
     print(f"webbflow: {exc}", file=sys.stderr)

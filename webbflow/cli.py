@@ -13,7 +13,7 @@ from webbflow import planning
 from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import read_product, write_product
-from webbflow.pipelines.detector1 import check_raw_exposure, run_detector1
+from webbflow.pipelines.detector1 import check_raw_exposure, run_stage1
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
@@ -41,7 +41,7 @@ def detector1(argv=None):
         refs = webbflow_crds.best_references(
             meta, planning.detector1_reftypes(meta, stage["steps"]), context=context,
             settings=settings, exposure=args.uncal, overrides=(config.get("crds") or {}).get("overrides"))
-        products = run_detector1(args.uncal, refs, stage, PIXEL, context=context)
+        products = run_stage1(args.uncal, refs, stage, PIXEL, context=context)
         uncal = Path(args.uncal)
         outdir = Path(args.outdir) if args.outdir else uncal.parent
         stem = uncal.name.removesuffix("_uncal.fits")

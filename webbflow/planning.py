@@ -70,8 +70,28 @@ STEP_REFTYPES = {
 }
 
 
+# exposures calwebb_dark takes instead of calwebb_detector1
+DARK_EXP_TYPES = ("FGS_DARK", "MIR_DARKALL", "MIR_DARKIMG", "MIR_DARKMRS", "NIS_DARK",
+                  "NRC_DARK", "NRS_DARK")
+
+
 def detector1_steps(instrument):
     return DETECTOR1_STEPS_MIRI if instrument == "MIRI" else DETECTOR1_STEPS_NIR
+
+
+def stage1_pipeline(meta):
+    """"dark" (calwebb_dark) for dark exposures, else "detector1" (calwebb_detector1,
+    calwebb_tso1 through the config's TSO override)."""
+    return "dark" if meta.get("exposure", {}).get("type") in DARK_EXP_TYPES else "detector1"
+
+
+def stage1_steps(meta):
+    """The steps an exposure's stage-1 pipeline runs, in order: calwebb_dark is
+    calwebb_detector1 stopped just before dark_current."""
+    steps = detector1_steps(meta.get("instrument", {}).get("name"))
+    if stage1_pipeline(meta) == "dark":
+        return steps[:steps.index("dark_current")]
+    return steps
 
 
 # ---------------------------------------------------------------------------- discovery
@@ -216,7 +236,7 @@ def detector1_config(config, meta):
 def detector1_reftypes(meta, steps):
     instrument = meta.get("instrument", {}).get("name")
     wanted = []
-    for step in detector1_steps(instrument):
+    for step in stage1_steps(meta):
         if steps.get(step, {}).get("skip", False):
             continue
         for reftype in STEP_REFTYPES.get(step, ()):

@@ -12,9 +12,11 @@ from pathlib import Path
 _RUNNER = r"""
 import json, os, sys
 spec = json.loads(sys.argv[1])
-from jwst.pipeline import Detector1Pipeline
+import jwst.pipeline
+pipeline = getattr(jwst.pipeline, spec["pipeline"])
 for uncal, steps in spec["jobs"]:
-    Detector1Pipeline.call(uncal, steps=steps, save_results=True, output_dir=spec["outdir"])
+    steps = {name: block for name, block in steps.items() if name in pipeline.step_defs}
+    pipeline.call(uncal, steps=steps, save_results=True, output_dir=spec["outdir"])
 """
 
 
@@ -30,15 +32,17 @@ def official_steps(stage_config):
     return steps
 
 
-def run_detector1(jobs, cache, outdir, timeout=3600):
-    """``jobs``: [(uncal path, steps dict)]. Writes official rate/rateints into outdir."""
+def run_detector1(jobs, cache, outdir, timeout=3600, pipeline="Detector1Pipeline"):
+    """``jobs``: [(uncal path, steps dict)]. Writes official rate/rateints into outdir
+    (``pipeline="DarkPipeline"``: calwebb_dark's _dark products)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
     env.update(CRDS_PATH=str(cache), CRDS_MODE="local", CRDS_READONLY_CACHE="1",
                CRDS_SERVER_URL="https://crds-serverless-mode.stsci.edu",
                STPIPE_DISABLE_CRDS_STEPPARS="true")
-    spec = json.dumps({"jobs": [(str(u), s) for u, s in jobs], "outdir": str(outdir)})
+    spec = json.dumps({"jobs": [(str(u), s) for u, s in jobs], "outdir": str(outdir),
+                       "pipeline": pipeline})
     result = subprocess.run([sys.executable, "-c", _RUNNER, spec], env=env,
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode:

@@ -248,3 +248,23 @@ def test_bad_config_is_rejected_with_a_clear_message(small_program, tmp_path):
                         str(wrong_type), check=False)
     assert result.returncode != 0
     assert "'two' is not of type 'integer'" in result.stdout + result.stderr
+
+
+def test_dark_exposures_go_through_calwebb_dark(tmp_path):
+    """A dark exposure among science ones: its stage-1 job is calwebb_dark (-> _dark), it
+    gets no rate product and no association."""
+    import dataclasses
+
+    science = demo_program()[3]
+    dark = dataclasses.replace(science, exp_type="NIS_DARK", observation=9, seed=91,
+                               scene=dict(n_stars=0, n_galaxies=0, background=0.0,
+                                          n_saturating=0))
+    program = tmp_path / "jw01234"
+    simulate_program(program, [science, dark], seed=9)
+    counts, _ = _planned(program)
+    assert counts == {"association": 2, "dark": 1, "detector1": 1, "all": 1, "total": 5}
+    _snakemake(program)
+    stem = "jw01234009001_02101_00001_nis"
+    assert read_product(program / f"{stem}_dark.fits").model_type == "RampModel"
+    assert not list(program.glob(f"{stem}_rate*"))
+    assert not [p for p in (program / "asn").iterdir() if stem in p.read_text()]

@@ -17,7 +17,7 @@ import numpy as np
 from webbflow.errors import WebbflowError
 from webbflow.io import Product, read_product
 from webbflow.io.references import load_reference
-from webbflow.planning import detector1_steps
+from webbflow.planning import detector1_steps, stage1_steps
 
 log = logging.getLogger("webbflow.detector1")
 
@@ -171,7 +171,7 @@ class _RowBlock:
 class Detector1:
     """Runs the steps of one exposure; ``config`` is the merged detector1 config block."""
 
-    def __init__(self, ramp, refs, config, dqflags, *, source):
+    def __init__(self, ramp, refs, config, dqflags, *, source, steps=None):
         self.ramp = ramp
         self.refs = refs
         self.steps = config.get("steps", {})
@@ -179,6 +179,7 @@ class Detector1:
         self.source = source
         self.instrument = ramp.meta["instrument"]["name"]
         self.is_miri = self.instrument == "MIRI"
+        self.step_names = tuple(steps) if steps else detector1_steps(self.instrument)
         self.used_refs = {}
         self.fit = None
         self._opened = {}
@@ -240,7 +241,7 @@ class Detector1:
 
     def run(self):
         """Whole cube in memory: every step on every integration at once."""
-        for step in detector1_steps(self.instrument):
+        for step in self.step_names:
             self.mark(step, "SKIPPED" if self.skipped(step) else self.run_step(step))
         return self.fit
 
@@ -258,6 +259,8 @@ class Detector1:
         jump = self.steps.get("jump", {})
         fit = self.steps.get("ramp_fit", {})
         persistence = self.steps.get("persistence", {})
+        if "ramp_fit" not in self.step_names:
+            return False
         if self.is_miri and not (self.skipped("refpix") and self.skipped("charge_migration")):
             return False
         return not (save_calibrated_ramp or fit.get("skip")
@@ -277,7 +280,7 @@ class Detector1:
 
         frame = self.ramp
         nints, ngroups, ny, nx = frame.gdq.shape
-        steps = detector1_steps(self.instrument)
+        steps = self.step_names
         pre_jump = steps[:steps.index("jump")]
         self.deferred = ("rscd",) if self.is_miri else ()
         int_bytes = ngroups * ny * nx * 4
@@ -727,6 +730,34 @@ def _image_product(model_type, meta, arrays, int_times=None):
     if int_times is not None and model_type == "CubeModel":
         product.tables["int_times"] = int_times
     return product
+
+
+def run_dark(uncal_path, refs, config, dqflags, *, context):
+    """calwebb_dark on one raw dark exposure: the stage-1 steps up to, not including,
+    dark_current. Returns {"dark": RampModel Product} for the caller to write."""
+    from webbflow.crds.references import provenance
+
+    ramp, product = open_ramp(uncal_path)
+    ramp.data = read_ramp_data(product)
+    pipeline = Detector1(ramp, refs, config, dqflags, source=uncal_path,
+                         steps=stage1_steps(ramp.meta))
+    pipeline.run()
+    pipeline.close()
+    provenance(ramp.meta, dict(refs), context)
+    arrays = {"data": ramp.data, "groupdq": ramp.gdq, "pixeldq": ramp.pdq}
+    if ramp.zeroframe is not None:
+        arrays["zeroframe"] = ramp.zeroframe
+    return {"dark": Product("RampModel", meta=ramp.meta, arrays=arrays)}
+
+
+def run_stage1(uncal_path, refs, config, dqflags, *, context):
+    """The stage-1 pipeline the exposure's EXP_TYPE calls for (calwebb_dark for darks,
+    else calwebb_detector1 / calwebb_tso1)."""
+    from webbflow.planning import stage1_pipeline
+
+    meta = read_product(uncal_path).meta
+    run = run_dark if stage1_pipeline(meta) == "dark" else run_detector1
+    return run(uncal_path, refs, config, dqflags, context=context)
 
 
 def run_detector1(uncal_path, refs, config, dqflags, *, context):
