@@ -37,27 +37,29 @@ def _median_of(buf, n, tmp):
 
 @njit
 def _load_row(data, gdq, y, rowd, rowq):
-    """Copy row y of the cube (all ints/groups) into contiguous scratch buffers."""
+    """Copy row y of the cube (all ints/groups) into scratch buffers laid out pixel by
+    pixel (nx, nints, ngroups), so that each pixel's ramps are contiguous for the
+    per-pixel loops (the cube's own layout puts a row's groups megabytes apart)."""
     nints, ngroups, _, nx = data.shape
     for i in range(nints):
         for k in range(ngroups):
             for x in range(nx):
-                rowd[i, k, x] = data[i, k, y, x]
-                rowq[i, k, x] = gdq[i, k, y, x]
+                rowd[x, i, k] = data[i, k, y, x]
+                rowq[x, i, k] = gdq[i, k, y, x]
 
 
 @njit
 def _load_diffs(rowd, rowq, g, x, dnu_sat, d):
     """First differences in electrons; NaN where either group is DO_NOT_USE/SATURATED."""
-    nints, ngroups = rowd.shape[0], rowd.shape[1]
+    nints, ngroups = rowd.shape[1], rowd.shape[2]
     g = np.float32(g)
     for i in range(nints):
         prev = np.float32(np.nan)
         for k in range(ngroups):
-            if rowq[i, k, x] & dnu_sat:
+            if rowq[x, i, k] & dnu_sat:
                 cur = np.float32(np.nan)
             else:
-                cur = np.float32(rowd[i, k, x] * g)
+                cur = np.float32(rowd[x, i, k] * g)
             if k > 0:
                 d[i, k - 1] = np.float64(np.float32(cur - prev))
             prev = cur
@@ -182,8 +184,41 @@ def _quiet_first_pass_big(buf, tmp, n, rnv, rej):
 
 
 @njit
+def _fill_finite(d, buf):
+    """Copy the non-NaN differences of one pixel into buf; returns their number."""
+    n = 0
+    for i in range(d.shape[0]):
+        for k in range(d.shape[1]):
+            if not math.isnan(d[i, k]):
+                buf[n] = d[i, k]
+                n += 1
+    return n
+
+
+@njit
+def _median_sigma(buf, n, tmp, rnv, big):
+    """Signed median of buf[:n] and sigma = sqrt(|median| + read-noise variance), NaN for
+    a zero sigma. big: quickselect, buf reordered (a zero median's sign may differ);
+    else buf[:n] is left sorted, which :func:`_quiet_first_pass` relies on."""
+    med = _median_select(buf, n) if big else _median_of(buf, n, tmp)
+    sig = math.sqrt(abs(med) + rnv)
+    if sig == 0.0:
+        sig = np.nan
+    return med, sig
+
+
+@njit
+def _pixel_has_jump(gdq, y, x, jump):
+    for i in range(gdq.shape[0]):
+        for k in range(1, gdq.shape[1]):
+            if gdq[i, k, y, x] & jump:
+                return True
+    return False
+
+
+@njit
 def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
-                flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src):
+                flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src, all_medians):
     """Detection for rows y0 .. y1-1 (serial, nogil; see :func:`_detect`)."""
     nints, ngroups, ny, nx = data.shape
     nd = ngroups - 1
@@ -196,29 +231,25 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
     keep = np.empty(nints, dtype=np.bool_)
     ratio = np.empty((nints, nd), dtype=np.float64)
     imax = np.empty(nints, dtype=np.float64)
-    rowd = np.empty((nints, ngroups, nx), dtype=np.float32)
-    rowq = np.empty((nints, ngroups, nx), dtype=np.uint8)
+    rowd = np.empty((nx, nints, ngroups), dtype=np.float32)
+    rowq = np.empty((nx, nints, ngroups), dtype=np.uint8)
     for y in range(y0, y1):
         _load_row(data, gdq, y, rowd, rowq)
         for x in range(nx):
             _load_diffs(rowd, rowq, gain[y, x], x, dnu_sat, d)
             newj = False
             rnv = np.float64(rn2[y, x]) / nframes
-            # signed nan-median over ints and groups, and the expected noise
+            # signed nan-median over ints and groups, and the expected noise; the
+            # sigma-clip detector does not use them, so there they are taken later and
+            # only for pixels that end up with a jump (the only ones that need them)
+            med = np.nan
+            sig = np.nan
             n = 0
-            for i in range(nints):
-                for k in range(nd):
-                    if not math.isnan(d[i, k]):
-                        buf[n] = d[i, k]
-                        n += 1
-            big = n > 24
-            if big:   # quickselect, buf reordered (a zero median's sign may differ)
-                med = _median_select(buf, n)
-            else:     # sorted buf[:n] is used by _quiet_first_pass
-                med = _median_of(buf, n, tmp)
-            sig = math.sqrt(abs(med) + rnv)
-            if sig == 0.0:
-                sig = np.nan
+            big = False
+            if mode != MODE_SIGMA_CLIP or all_medians:
+                n = _fill_finite(d, buf)
+                big = n > 24
+                med, sig = _median_sigma(buf, n, tmp, rnv, big)
             med_out[y, x] = med
             sig_out[y, x] = sig
             if mode == MODE_SINGLE_PASS:
@@ -317,12 +348,16 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                     if not found:
                         break
                     it += 1
+            if mode == MODE_SIGMA_CLIP and not all_medians and _pixel_has_jump(gdq, y, x, jump):
+                med, sig = _median_sigma(buf, _fill_finite(d, buf), tmp, rnv, True)
+                med_out[y, x] = med
+                sig_out[y, x] = sig
             if flag_nbrs and not newj:
                 # src is zero-initialised: only pixels with a jump (new or pre-existing)
                 # can be sources
                 for i in range(nints):
                     for k in range(1, ngroups):
-                        if rowq[i, k, x] & jump:
+                        if rowq[x, i, k] & jump:
                             newj = True
             if flag_nbrs and newj:
                 for i in range(nints):
@@ -341,7 +376,7 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
 
 
 def _detect(data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
-            flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src):
+            flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src, all_medians=True):
     """Two-point-difference detection; sets JUMP_DET in gdq (later group of a pair).
 
     rn2 : float32 (ny, nx), (read noise in e-)**2.  nframes : read-noise divisor
@@ -349,10 +384,13 @@ def _detect(data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2
     and 2 usable differences. Writes the signed nan-median difference and sigma
     (float64) used later for neighbour and after-jump flagging, and, if flag_nbrs, the
     neighbour-flagging sources (see :func:`_neighbor_sources`) into src, which must be
-    zero on entry (only sources are written).
+    zero on entry (only sources are written). all_medians=False (sigma-clip mode only):
+    the median and sigma are computed only for pixels with a jump after detection, NaN
+    elsewhere (enough when nothing later flags new pixels and then reads them).
     """
     run_row_blocks(_detect_rows, data.shape[2], data, gdq, gain, rn2, nframes, dnu, sat, jump,
-                   mode, rej, thr3, thr2, flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src)
+                   mode, rej, thr3, thr2, flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src,
+                   all_medians)
 
 
 @njit(parallel=True)
@@ -362,8 +400,8 @@ def _neighbor_sources(data, gdq, gain, med, sig, dnu, sat, jump, rmin, rmax, src
     dnu_sat = dnu | sat
     for y in prange(ny):
         d = np.empty((nints, ngroups - 1), dtype=np.float64)
-        rowd = np.empty((nints, ngroups, nx), dtype=np.float32)
-        rowq = np.empty((nints, ngroups, nx), dtype=np.uint8)
+        rowd = np.empty((nx, nints, ngroups), dtype=np.float32)
+        rowq = np.empty((nx, nints, ngroups), dtype=np.uint8)
         _load_row(data, gdq, y, rowd, rowq)
         for x in range(nx):
             _load_diffs(rowd, rowq, gain[y, x], x, dnu_sat, d)
@@ -441,8 +479,8 @@ def _after_jump(data, gdq, gain, med, dnu, sat, jump, e1, n1, e2, n2):
     for y in prange(ny):
         d = np.empty((nints, ngroups - 1), dtype=np.float64)
         add = np.empty(ngroups, dtype=np.bool_)
-        rowd = np.empty((nints, ngroups, nx), dtype=np.float32)
-        rowq = np.empty((nints, ngroups, nx), dtype=np.uint8)
+        rowd = np.empty((nx, nints, ngroups), dtype=np.float32)
+        rowq = np.empty((nx, nints, ngroups), dtype=np.uint8)
         _load_row(data, gdq, y, rowd, rowq)
         for x in range(nx):
             _load_diffs(rowd, rowq, gain[y, x], x, dnu_sat, d)

@@ -152,16 +152,16 @@ def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, us
     ivp = np.zeros(nints, dtype=np.float64)
     ivr = np.zeros(nints, dtype=np.float64)
     ierr = np.zeros(nints, dtype=np.float64)
-    rowd = np.empty((nints, ngroups, nx), dtype=np.float32)
-    rowq = np.empty((nints, ngroups, nx), dtype=np.uint8)
+    rowd = np.empty((nx, nints, ngroups), dtype=np.float32)
+    rowq = np.empty((nx, nints, ngroups), dtype=np.uint8)
     for y in range(y0, y1):
         maxseg = 0
         maxcr = 0
         for i in range(nints):
             for k in range(ngroups):
                 for x in range(nx):
-                    rowd[i, k, x] = data[i, k, y, x]
-                    rowq[i, k, x] = gdq[i, k, y, x]
+                    rowd[x, i, k] = data[i, k, y, x]
+                    rowq[x, i, k] = gdq[i, k, y, x]
         for x in range(nx):
             pix = np.int64(pdq[y, x])
             g = np.float64(gain[y, x])
@@ -190,7 +190,7 @@ def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, us
                 iszf[i] = False
                 ngood_np = 0
                 for k in range(ngroups):
-                    v = np.int64(rowq[i, k, x])
+                    v = np.int64(rowq[x, i, k])
                     q[i, k] = v
                     if (v & ~pers) == 0:
                         ngood_np += 1
@@ -216,7 +216,7 @@ def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, us
                         d[i, k] = np.nan
                         cnt_sat[i] += 1
                     else:
-                        d[i, k] = np.float64(rowd[i, k, x])
+                        d[i, k] = np.float64(rowd[x, i, k])
                 if opt_mode > 0:
                     ncr = 0
                     for k in range(1, ngroups):
@@ -452,7 +452,7 @@ def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, us
                         continue
                     is_cl = True
                     for k in range(ngroups):
-                        v = np.int64(rowq[i, k, x])
+                        v = np.int64(rowq[x, i, k])
                         if v & chgloss:
                             v ^= dnu | chgloss
                         oq[k] = v

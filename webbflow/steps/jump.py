@@ -155,10 +155,14 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
         rmin = float(min_jump_to_flag_neighbors)
         rmax = float(max_jump_to_flag_neighbors)
         src = np.zeros_like(gdq) if flag_4_neighbors else np.zeros((1, 1, 1, 1), np.uint8)
+        n1 = int(after_jump_flag_time1 // group_time)
+        n2 = int(after_jump_flag_time2 // group_time)
+        after = n1 > 0 or n2 > 0
+        # after-jump flagging reads the median of pixels flagged as neighbours too
         _detect(data, gdq, gain, rn2, float(nframes), dnu, sat, jump, mode,
                 float(rejection_threshold), float(four_group_rejection_threshold),
                 float(three_group_rejection_threshold), bool(flag_4_neighbors), rmin, rmax,
-                med, sig, ncr_rows, src)
+                med, sig, ncr_rows, src, after)
         num_primary = int(ncr_rows.sum() if interior is None
                           else ncr_rows[interior[0]:interior[1]].sum())
         if mode == MODE_SIGMA_CLIP and interior is not None:
@@ -181,9 +185,6 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
                 num_primary = int(np.count_nonzero(gdq & np.uint8(jump)))
                 if flag_4_neighbors:  # sources must see the cleared planes
                     _neighbor_sources(data, gdq, gain, med, sig, dnu, sat, jump, rmin, rmax, src)
-        n1 = int(after_jump_flag_time1 // group_time)
-        n2 = int(after_jump_flag_time2 // group_time)
-        after = n1 > 0 or n2 > 0
         if flag_4_neighbors:
             if after:
                 _apply_neighbors(gdq, src, dnu, sat, jump)
