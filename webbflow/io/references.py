@@ -75,11 +75,13 @@ class Reference:
     def full(self, name, dtype=None):
         return self.rows(name, 0, self._ny, dtype)
 
-    def rows(self, name, start, stop, dtype=None):
+    def rows(self, name, start, stop, dtype=None, first=None):
+        """Rows start:stop of the science window; ``first=(i0, i1)`` keeps only that range
+        of the first axis (planes of a cube)."""
         if self.reftype in NOT_IMAGES:
             array = self.product[name]
             return array if dtype is None else array.astype(dtype)
-        block = self.product.rows(name, self._y0 + start, self._y0 + stop, dtype)
+        block = self.product.rows(name, self._y0 + start, self._y0 + stop, dtype, first=first)
         if self._x0 or block.shape[-1] != self._nx:
             block = np.ascontiguousarray(block[..., self._x0:self._x0 + self._nx])
         return block

@@ -527,9 +527,11 @@ class Detector1:
             return "SKIPPED"
         r = self.ramp
         status = "SKIPPED"
+        frames = self._dark_frames_used(dark)
         for block in self.row_blocks():
             block.data, block.pdq, status = subtract_dark(
-                block.data, block.pdq, dark.rows("data", block.y0, block.y1, np.float32),
+                block.data, block.pdq,
+                dark.rows("data", block.y0, block.y1, np.float32, first=frames),
                 self.dq_of(dark, block), self.dqflags,
                 sci_nframes=_exposure(r.meta, "nframes"), sci_groupgap=_exposure(r.meta, "groupgap"),
                 dark_nframes=dark.get("exposure.nframes", 1),
@@ -548,6 +550,18 @@ class Detector1:
                 r.average_dark_current = average_dark_current(
                     r.pdq.shape, user, None, dark.get("exposure.average_dark_current"))
         return status
+
+    def _dark_frames_used(self, dark):
+        """(0, n) when a near-IR dark (frames, ny, nx) holds more frames than the science
+        ramp spans, so that only those are read; None to read it all (MIRI 4-D darks,
+        averaged or extrapolated darks)."""
+        if self.is_miri or dark.get("exposure.nframes", 1) != 1 or dark.get("exposure.groupgap", 0):
+            return None
+        shape = dark.product.shape("data")
+        meta = self.ramp.meta
+        ngroups = self.ramp.gdq.shape[1]
+        span = ngroups * _exposure(meta, "nframes") + (ngroups - 1) * _exposure(meta, "groupgap")
+        return (0, span) if len(shape) == 3 and span < shape[0] else None
 
     def do_charge_migration(self):
         from webbflow.steps.charge_migration import flag_charge_migration
