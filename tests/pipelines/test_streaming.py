@@ -106,6 +106,24 @@ def test_streamed_equals_whole_cube(synthetic_program, case):
     assert report["differences"] == []
 
 
+@pytest.fixture(scope="module")
+def cosmic_program(tmp_path_factory):
+    """A NIRCam exposure hit by ~70 times the usual cosmic-ray rate: jumps, neighbour
+    flags and their sources on every row-block edge."""
+    from webbflow.sim.observatory import simulate_program
+    from webbflow.sim.program import demo_program
+
+    root = tmp_path_factory.mktemp("cosmic")
+    simulate_program(root, [demo_program()[0]], seed=3, cosmic_ray_rate=1e-3)
+    return root
+
+
+def test_streamed_equals_whole_cube_under_many_cosmic_rays(cosmic_program):
+    report = _run(cosmic_program, CASES["nircam_bright2_2ints"], "streamed")
+    assert report["how"] == "streamed"
+    assert report["differences"] == []
+
+
 def test_frame_wide_jump_condition_falls_back_to_the_whole_cube(synthetic_program):
     report = _run(synthetic_program, CASES["nircam_bright2_2ints"], "fallback")
     assert report["how"] == "fallback"

@@ -134,7 +134,7 @@ def read_ramp_data(product, first=None):
 
 # bytes of float32 ramp per row block: big enough to amortise the loop, small enough
 # that a block's copies and its slice of a reference stay a few tens of MB
-ROW_BLOCK_BYTES = 32 * 2**20
+ROW_BLOCK_BYTES = 16 * 2**20
 # streamed runs: integrations per pass-1 chunk, rows per jump + ramp_fit block (its two
 # halo rows are detected twice, so blocks are bigger), and the largest calibrated ramp
 # kept in memory between the passes (bigger ones wait in a scratch file)
@@ -207,11 +207,20 @@ class Detector1:
             return np.zeros((y1 - y0, self.ramp.pdq.shape[1]), np.uint32)
         return ref.rows("dq", y0, y1, np.uint32)
 
-    def row_blocks(self):
+    def row_blocks(self, reference=None, name="data", frames=None):
         """Row blocks of the ramp for pixel-local steps, so that big references (darks,
-        resets, linearity coefficients) are read a block at a time."""
+        resets, linearity coefficients) are read a block at a time. The block size counts
+        the reference's planes too (``reference.rows(name, ..., first=frames)``): a MIRI
+        dark or reset holds more integrations and groups than the science ramp."""
         nints, ngroups, ny, nx = self.ramp.data.shape
-        rows = max(1, min(ny, ROW_BLOCK_BYTES // (nints * ngroups * nx * 4)))
+        row_bytes = nints * ngroups * nx * 4
+        if reference is not None:
+            shape = reference.product.shape(name)
+            planes = int(np.prod(shape[:-2], dtype=np.int64))
+            if frames is not None:
+                planes = planes // shape[0] * (frames[1] - frames[0])
+            row_bytes += planes * nx * 4
+        rows = max(1, min(ny, ROW_BLOCK_BYTES // row_bytes))
         for y0 in range(0, ny, rows):
             yield _RowBlock(self.ramp, y0, min(ny, y0 + rows))
 
@@ -512,7 +521,7 @@ class Detector1:
         lin = self.ref("linearity")
         if lin is None:
             return "SKIPPED"
-        for block in self.row_blocks():
+        for block in self.row_blocks(lin, "coeffs"):
             block.data, block.pdq, block.zeroframe = correct_linearity(
                 block.data, block.gdq, block.pdq, lin.rows("coeffs", block.y0, block.y1, np.float32),
                 self.dq_of(lin, block), self.dqflags, zeroframe=block.zeroframe)
@@ -528,7 +537,7 @@ class Detector1:
         r = self.ramp
         status = "SKIPPED"
         frames = self._dark_frames_used(dark)
-        for block in self.row_blocks():
+        for block in self.row_blocks(dark, "data", frames):
             block.data, block.pdq, status = subtract_dark(
                 block.data, block.pdq,
                 dark.rows("data", block.y0, block.y1, np.float32, first=frames),
@@ -593,7 +602,7 @@ class Detector1:
         if reset is None:
             return "SKIPPED"
         r = self.ramp
-        for block in self.row_blocks():
+        for block in self.row_blocks(reset):
             block.data, block.pdq = subtract_reset(
                 block.data, block.pdq, reset.rows("data", block.y0, block.y1, np.float32),
                 self.dq_of(reset, block), self.dqflags,
