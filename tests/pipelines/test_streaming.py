@@ -49,14 +49,25 @@ def streamed(force_fallback=False):
             stats["planes_all_jump_dnu"] = np.ones(gdq.shape[:2], bool)
             return gdq, pdq, stats
         jump.detect_jumps = every_plane_flagged
+    if force_fallback:
+        # through the entry point, which must notice and rerun on the whole cube
+        import logging
+        records = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logging.getLogger("webbflow.detector1").addHandler(handler)
+        logging.getLogger("webbflow.detector1").setLevel(logging.INFO)
+        products = d1.run_detector1(uncal, refs, stage, PIXEL, context=context)
+        how = ("fallback" if any(r.getMessage().startswith("whole-cube run") for r in records)
+               else "streamed")
+        arrays = lambda p: tuple(p[k] for k in ("data", "dq", "var_poisson", "var_rnoise", "err"))
+        from webbflow.steps.ramp_fit import RampFitResult
+        fit = RampFitResult(rate=arrays(products["rate"]), rateints=arrays(products["rateints"]))
+        return fit, products["rate"].meta, how
     ramp, product = d1.open_ramp(uncal)
     pipeline = d1.Detector1(ramp, refs, stage, PIXEL, source=uncal)
     assert pipeline.streamable()
-    try:
-        return pipeline.run_streamed(product), ramp.meta, "streamed"
-    except d1._WholeFrameNeeded:
-        fit, meta = whole()
-        return fit, meta, "fallback"
+    return pipeline.run_streamed(product), ramp.meta, "streamed"
 
 a, meta_a = whole()
 b, meta_b, how = streamed(force_fallback=(mode == "fallback"))

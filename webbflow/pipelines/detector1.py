@@ -800,6 +800,7 @@ def run_detector1(uncal_path, refs, config, dqflags, *, context):
         except _WholeFrameNeeded as reason:
             log.info("whole-cube run: %s", reason)
             streamed = False
+            pipeline.close()
             ramp, product = open_ramp(uncal_path)
             pipeline = Detector1(ramp, refs, config, dqflags, source=uncal_path)
     if not streamed:
