@@ -416,6 +416,22 @@ def _neighbor_sources(data, gdq, gain, med, sig, dnu, sat, jump, rmin, rmax, src
                     src[i, k + 1, y, x] = s
 
 
+@njit
+def _source_at_or_beside(src, i, k, y, x):
+    """Whether pixel (y, x) or one of its four edge neighbours is a source at group k."""
+    ny, nx = src.shape[2], src.shape[3]
+    f = src[i, k, y, x]
+    if y > 0:
+        f |= src[i, k, y - 1, x]
+    if y < ny - 1:
+        f |= src[i, k, y + 1, x]
+    if x > 0:
+        f |= src[i, k, y, x - 1]
+    if x < nx - 1:
+        f |= src[i, k, y, x + 1]
+    return f != 0
+
+
 @njit(parallel=True)
 def _apply_neighbors(gdq, src, dnu, sat, jump):
     """JUMP_DET where this pixel or an edge neighbour is a source, unless SAT/DNU."""
@@ -427,16 +443,7 @@ def _apply_neighbors(gdq, src, dnu, sat, jump):
                 for x in range(nx):
                     if gdq[i, k, y, x] & dnu_sat:
                         continue
-                    f = src[i, k, y, x]
-                    if y > 0:
-                        f |= src[i, k, y - 1, x]
-                    if y < ny - 1:
-                        f |= src[i, k, y + 1, x]
-                    if x > 0:
-                        f |= src[i, k, y, x - 1]
-                    if x < nx - 1:
-                        f |= src[i, k, y, x + 1]
-                    if f:
+                    if _source_at_or_beside(src, i, k, y, x):
                         gdq[i, k, y, x] |= jump
 
 
@@ -458,16 +465,7 @@ def _apply_neighbors_cleanup(gdq, src, dnu, sat, jump):
                         continue
                     if k == 0:
                         continue
-                    f = src[i, k, y, x]
-                    if y > 0:
-                        f |= src[i, k, y - 1, x]
-                    if y < ny - 1:
-                        f |= src[i, k, y + 1, x]
-                    if x > 0:
-                        f |= src[i, k, y, x - 1]
-                    if x < nx - 1:
-                        f |= src[i, k, y, x + 1]
-                    if f:
+                    if _source_at_or_beside(src, i, k, y, x):
                         gdq[i, k, y, x] = v | jump
 
 

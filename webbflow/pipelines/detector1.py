@@ -144,6 +144,27 @@ FIT_BLOCK_MIN_ROWS = 16
 RESIDENT_RAMP_BYTES = 64 * 2**20
 
 
+class _RateAssembly:
+    """rate and rateints arrays filled row block by row block from fit_ramps results."""
+
+    DTYPES = (np.float32, np.uint32, np.float32, np.float32, np.float32)  # sci dq vp vr err
+
+    def __init__(self, nints, ny, nx):
+        self.rate = [np.empty((ny, nx), t) for t in self.DTYPES]
+        self.rateints = [np.empty((nints, ny, nx), t) for t in self.DTYPES]
+
+    def add(self, rows, part):
+        for whole, piece in zip(self.rate, part.rate):
+            whole[rows] = piece
+        for whole, piece in zip(self.rateints, part.rateints):
+            whole[:, rows] = piece
+
+    def result(self):
+        from webbflow.steps.ramp_fit import RampFitResult
+
+        return RampFitResult(rate=tuple(self.rate), rateints=tuple(self.rateints))
+
+
 class _WholeFrameNeeded(Exception):
     """A streamed run met an exposure-wide condition that needs the whole cube."""
 
@@ -183,11 +204,9 @@ class Detector1:
         self.used_refs = {}
         self.fit = None
         self._opened = {}
-        # streamed runs: the chunk's first integration, and the DQ-only steps that run
-        # once on the whole frame's DQ after the integration pass
+        # streamed runs: the first integration of the chunk in self.ramp, of total_ints
         self.chunk_start = 0
         self.total_ints = ramp.gdq.shape[0]
-        self.deferred = ()
 
     # -- helpers
     def ref(self, reftype):
@@ -291,7 +310,8 @@ class Detector1:
         nints, ngroups, ny, nx = frame.gdq.shape
         steps = self.step_names
         pre_jump = steps[:steps.index("jump")]
-        self.deferred = ("rscd",) if self.is_miri else ()
+        # DQ-only steps that run once on the whole frame's DQ after the integration pass
+        deferred = ("rscd",) if self.is_miri else ()
         int_bytes = ngroups * ny * nx * 4
         per_chunk = max(1, INTEGRATION_CHUNK_BYTES // int_bytes)
         store = RampStore(frame.gdq.shape, in_memory=nints * int_bytes <= RESIDENT_RAMP_BYTES,
@@ -307,7 +327,7 @@ class Detector1:
                 self.ramp = chunk
                 self.chunk_start = i0
                 for step in pre_jump:
-                    if step in self.deferred:
+                    if step in deferred:
                         continue
                     status = "SKIPPED" if self.skipped(step) else self.run_step(step)
                     if statuses.setdefault(step, status) != status:
@@ -323,7 +343,7 @@ class Detector1:
                 del chunk
             self.ramp = frame
             self.chunk_start = 0
-            for step in self.deferred:
+            for step in deferred:
                 statuses[step] = "SKIPPED" if self.skipped(step) else self.run_step(step)
             if self.params("ramp_fit").get("suppress_one_group", True):
                 frame.zeroframe = None  # unused from here on
@@ -339,7 +359,7 @@ class Detector1:
 
     def _jump_and_fit_by_rows(self, store):
         from webbflow.steps.jump import all_dnu_groups, detect_jumps, jump_keywords
-        from webbflow.steps.ramp_fit import RampFitResult, fit_ramps, miri_drop
+        from webbflow.steps.ramp_fit import fit_ramps
 
         r = self.ramp
         nints, ngroups, ny, nx = r.gdq.shape
@@ -349,23 +369,11 @@ class Detector1:
         jump_params = self.params("jump")
         after_jump = any(jump_params.get(f"after_jump_flag_time{n}", 0) for n in (1, 2))
         all_dnu = all_dnu_groups(r.gdq, self.dqflags) if do_jump else None
-        fit_params = self.params("ramp_fit")
-        options = dict(
-            frame_time=_exposure(r.meta, "frame_time"), group_time=_exposure(r.meta, "group_time"),
-            nframes=_exposure(r.meta, "nframes"), groupgap=_exposure(r.meta, "groupgap"),
-            drop_frames1=_exposure(r.meta, "drop_frames1") or 0,
-            suppress_one_group=fit_params.get("suppress_one_group", True))
-        # the two exposure-wide ramp_fit decisions, from the DQ before jump: jump adds and
-        # removes only JUMP_DET, never DO_NOT_USE or SATURATED
-        kept, first = None, 0
-        if self.is_miri and ngroups > 1:
-            kept = miri_drop(r.gdq, self.dqflags)
-            first = 0 if kept is None else kept[0]
-        no_product = (self.is_miri and ngroups > 1 and kept is None) or \
-            bool(np.all(r.gdq[:, first] & self.dqflags["SATURATED"]))
-        options.update(is_miri=self.is_miri, miri_groups=kept)
-        rate = [np.empty((ny, nx), t) for t in (np.float32, np.uint32, np.float32, np.float32, np.float32)]
-        ints = [np.empty((nints, ny, nx), t) for t in (np.float32, np.uint32, np.float32, np.float32, np.float32)]
+        options = self._fit_options()
+        # taken on the DQ before jump: jump adds and removes only JUMP_DET, never
+        # DO_NOT_USE or SATURATED
+        kept, no_product = self._fit_frame_decisions()
+        fit = _RateAssembly(nints, ny, nx)
         rows = min(ny, max(FIT_BLOCK_MIN_ROWS, FIT_BLOCK_BYTES // (nints * ngroups * nx * 4)))
         num_primary = 0
         detection_skipped = False
@@ -403,14 +411,10 @@ class Detector1:
                 continue
             dark = None if r.average_dark_current is None else r.average_dark_current[y0:y1]
             zeroframe = None if r.zeroframe is None else r.zeroframe[:, y0:y1]
-            part = fit_ramps(data[:, :, keep], r.gdq[:, :, y0:y1],
-                             r.pdq[y0:y1], readnoise[keep], gain[keep], self.dqflags,
-                             average_dark_current=dark, zeroframe=zeroframe,
-                             check_saturated=False, **options)
-            for whole, piece in zip(rate, part.rate):
-                whole[y0:y1] = piece
-            for whole, piece in zip(ints, part.rateints):
-                whole[:, y0:y1] = piece
+            fit.add(slice(y0, y1), fit_ramps(
+                data[:, :, keep], r.gdq[:, :, y0:y1], r.pdq[y0:y1], readnoise[keep], gain[keep],
+                self.dqflags, average_dark_current=dark, zeroframe=zeroframe, miri_groups=kept,
+                check_saturated=False, **options))
         if planes_all_jump_dnu is not None and planes_all_jump_dnu.any():
             raise _WholeFrameNeeded("a group is JUMP_DET/DO_NOT_USE in every pixel")
         if do_jump:
@@ -423,7 +427,7 @@ class Detector1:
                     r.meta.setdefault("exposure", {})[key] = stats[key]
         self.mark("jump", "COMPLETE" if do_jump else "SKIPPED")
         self.mark("ramp_fit", "COMPLETE")
-        self.fit = None if no_product else RampFitResult(rate=tuple(rate), rateints=tuple(ints))
+        self.fit = None if no_product else fit.result()
         log.info("jump + ramp_fit by rows: %.2f s, peak memory so far %.0f MB",
                  time.perf_counter() - start,
                  resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -679,20 +683,40 @@ class Detector1:
             dn_threshold=p.get("dn_threshold"), persistence_dnu=p.get("persistence_dnu", False))
         return status
 
+    def _fit_options(self):
+        """fit_ramps keywords from the exposure and the ramp_fit parameters."""
+        meta = self.ramp.meta
+        return dict(
+            frame_time=_exposure(meta, "frame_time"), group_time=_exposure(meta, "group_time"),
+            nframes=_exposure(meta, "nframes"), groupgap=_exposure(meta, "groupgap"),
+            drop_frames1=_exposure(meta, "drop_frames1") or 0,
+            suppress_one_group=self.params("ramp_fit").get("suppress_one_group", True),
+            is_miri=self.is_miri)
+
+    def _fit_frame_decisions(self):
+        """The two exposure-wide ramp_fit decisions a row-block fit takes on the whole
+        frame first: the MIRI groups kept (or None) and whether no product can be made
+        (fewer than 2 MIRI groups left, or the first kept group saturated everywhere)."""
+        from webbflow.steps.ramp_fit import miri_drop
+
+        gdq = self.ramp.gdq
+        kept, first = None, 0
+        if self.is_miri and gdq.shape[1] > 1:
+            kept = miri_drop(gdq, self.dqflags)
+            if kept is None:
+                return None, True
+            first = kept[0]
+        return kept, bool(np.all(gdq[:, first] & self.dqflags["SATURATED"]))
+
     def do_ramp_fit(self):
-        from webbflow.steps.ramp_fit import RampFitResult, fit_ramps, miri_drop
+        from webbflow.steps.ramp_fit import fit_ramps
 
         r = self.ramp
         gain, readnoise = self._gain_readnoise()
         if gain is None:
             raise WebbflowError(self.source, "ramp_fit needs GAIN and READNOISE references")
         p = self.params("ramp_fit")
-        options = dict(
-            frame_time=_exposure(r.meta, "frame_time"), group_time=_exposure(r.meta, "group_time"),
-            nframes=_exposure(r.meta, "nframes"), groupgap=_exposure(r.meta, "groupgap"),
-            drop_frames1=_exposure(r.meta, "drop_frames1") or 0,
-            suppress_one_group=p.get("suppress_one_group", True),
-            firstgroup=p.get("firstgroup"), lastgroup=p.get("lastgroup"), is_miri=self.is_miri)
+        options = self._fit_options()
         whole_frame = (p.get("save_opt") or p.get("firstgroup") is not None
                        or p.get("lastgroup") is not None)
         if whole_frame:
@@ -700,35 +724,24 @@ class Detector1:
             self.fit = fit_ramps(r.data, r.gdq, r.pdq, readnoise, gain, self.dqflags,
                                  average_dark_current=r.average_dark_current,
                                  zeroframe=r.zeroframe, save_opt=p.get("save_opt", False),
+                                 firstgroup=p.get("firstgroup"), lastgroup=p.get("lastgroup"),
                                  **options)
             return "COMPLETE"
-        # pixels are independent: fit row blocks, taking the two frame-wide decisions
-        # (MIRI group dropping, group 0 saturated everywhere) on the whole frame first
-        kept = None
-        first = 0
-        if self.is_miri and r.data.shape[1] > 1:
-            kept = miri_drop(r.gdq, self.dqflags)
-            if kept is None:
-                self.fit = None
-                return "COMPLETE"
-            first = kept[0]
-        if np.all(r.gdq[:, first] & self.dqflags["SATURATED"]):
+        # pixels are independent: fit row blocks after the frame-wide decisions
+        kept, no_product = self._fit_frame_decisions()
+        if no_product:
             self.fit = None
             return "COMPLETE"
         nints, _, ny, nx = r.data.shape
-        rate = [np.empty((ny, nx), t) for t in (np.float32, np.uint32, np.float32, np.float32, np.float32)]
-        ints = [np.empty((nints, ny, nx), t) for t in (np.float32, np.uint32, np.float32, np.float32, np.float32)]
+        fit = _RateAssembly(nints, ny, nx)
         for block in self.row_blocks():
             rows = slice(block.y0, block.y1)
             dark = None if r.average_dark_current is None else r.average_dark_current[rows]
-            part = fit_ramps(block.data, block.gdq, block.pdq, readnoise[rows], gain[rows],
-                             self.dqflags, average_dark_current=dark, zeroframe=block.zeroframe,
-                             miri_groups=kept, check_saturated=False, **options)
-            for whole, piece in zip(rate, part.rate):
-                whole[rows] = piece
-            for whole, piece in zip(ints, part.rateints):
-                whole[:, rows] = piece
-        self.fit = RampFitResult(rate=tuple(rate), rateints=tuple(ints))
+            fit.add(rows, fit_ramps(block.data, block.gdq, block.pdq, readnoise[rows], gain[rows],
+                                    self.dqflags, average_dark_current=dark,
+                                    zeroframe=block.zeroframe, miri_groups=kept,
+                                    check_saturated=False, **options))
+        self.fit = fit.result()
         return "COMPLETE"
 
     def do_gain_scale(self):

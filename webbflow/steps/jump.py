@@ -44,16 +44,21 @@ from webbflow.kernels.jump import (
 )
 
 
-def all_dnu_groups(gdq, dqflags):
-    """bool (nints, ngroups): groups that are DO_NOT_USE in every pixel."""
-    dnu = np.uint8(dqflags["DO_NOT_USE"])
+def planes_all_flagged(gdq, flags):
+    """bool (nints, ngroups): groups where every pixel has a bit of ``flags``."""
     gdq = np.ascontiguousarray(gdq, dtype=np.uint8)
+    flags = np.uint8(flags)
     nints, ngroups = gdq.shape[:2]
     out = np.zeros((nints, ngroups), bool)
     for i in range(nints):
         for g in range(ngroups):
-            out[i, g] = _all_flag(gdq[i, g].reshape(-1), dnu)
+            out[i, g] = _all_flag(gdq[i, g].reshape(-1), flags)
     return out
+
+
+def all_dnu_groups(gdq, dqflags):
+    """bool (nints, ngroups): groups that are DO_NOT_USE in every pixel."""
+    return planes_all_flagged(gdq, dqflags["DO_NOT_USE"])
 
 
 def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_time,
@@ -167,20 +172,15 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
                           else ncr_rows[interior[0]:interior[1]].sum())
         if mode == MODE_SIGMA_CLIP and interior is not None:
             a, b = interior
-            flags = np.uint8(jump | dnu)
-            stats["planes_all_jump_dnu"] = np.array(
-                [[_all_flag(gdq[i, g, a:b].reshape(-1), flags) for g in range(ngroups)]
-                 for i in range(nints)], dtype=bool)
+            stats["planes_all_jump_dnu"] = planes_all_flagged(gdq[:, :, a:b], jump | dnu)
         elif mode == MODE_SIGMA_CLIP:
             changed = False
-            for i in range(nints):
-                for g in range(ngroups):
-                    plane = gdq[i, g]
-                    if np.all(plane & np.uint8(jump | dnu)):
-                        only_jump = plane == jump
-                        if only_jump.any():
-                            plane[only_jump] = 0
-                            changed = True
+            for i, g in zip(*np.nonzero(planes_all_flagged(gdq, jump | dnu))):
+                plane = gdq[i, g]
+                only_jump = plane == jump
+                if only_jump.any():
+                    plane[only_jump] = 0
+                    changed = True
             if changed:
                 num_primary = int(np.count_nonzero(gdq & np.uint8(jump)))
                 if flag_4_neighbors:  # sources must see the cleared planes
