@@ -23,3 +23,19 @@ def synthetic_program(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     simulate_program(root, demo_program(), seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def imaging_rates(tmp_path_factory):
+    """The dithered imaging program (four NIRCam 512x512 exposures, a MIRI pair) and our
+    stage-1 rate files of it: the input of the stage-2/3 tests."""
+    from webbflow.sim.observatory import simulate_program
+    from webbflow.sim.program import imaging_program
+    from tests.oracle.ours import run_detector1_cli
+
+    root = tmp_path_factory.mktemp("imaging")
+    simulate_program(root, imaging_program(), seed=0)
+    rates = root / "rate"
+    for uncal in sorted(root.glob("*_uncal.fits")):
+        run_detector1_cli(uncal, rates, root / "crds_cache")
+    return root, sorted(rates.glob("*_rate.fits"))

@@ -32,9 +32,9 @@ def official_steps(stage_config):
     return steps
 
 
-def run_detector1(jobs, cache, outdir, timeout=3600, pipeline="Detector1Pipeline"):
-    """``jobs``: [(uncal path, steps dict)]. Writes official rate/rateints into outdir
-    (``pipeline="DarkPipeline"``: calwebb_dark's _dark products)."""
+def run_official(jobs, cache, outdir, timeout=3600, pipeline="Detector1Pipeline"):
+    """``jobs``: [(input path, steps dict)]: each input through ``pipeline`` (a class
+    name in ``jwst.pipeline``), products written into outdir under the official names."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from astropy.io import fits
 
-from tests.oracle.official import official_steps, run_detector1 as run_official
+from tests.oracle.official import official_steps, run_official
 from webbflow import planning
 from webbflow.io import read_product
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.oracle.compare import compare, failures
-from tests.oracle.official import official_steps, run_detector1 as run_official
+from tests.oracle.official import official_steps, run_official
 from webbflow import planning
 from webbflow.io import read_product
 from webbflow.io.truth import read_truth

@@ -155,16 +155,22 @@ def test_synthetic_references_open_as_their_models(synthetic_program, monkeypatc
     expected = {"mask": "MaskModel", "saturation": "SaturationModel",
                 "superbias": "SuperBiasModel", "linearity": "LinearityModel",
                 "gain": "GainModel", "readnoise": "ReadnoiseModel", "ipc": "IPCModel",
-                "rscd": "RSCDModel", "reset": "ResetModel"}
+                "rscd": "RSCDModel", "reset": "ResetModel", "flat": "FlatModel",
+                "area": "PixelAreaModel", "distortion": "DistortionModel",
+                "filteroffset": "FilteroffsetModel"}
+    photom = {"nircam": "NrcImgPhotomModel", "niriss": "NisImgPhotomModel",
+              "miri": "MirImgPhotomModel"}
     seen = set()
-    for path in sorted((synthetic_program / "crds_cache/references/jwst").rglob("*.fits")):
+    references = synthetic_program / "crds_cache/references/jwst"
+    for path in sorted([*references.rglob("*.fits"), *references.rglob("*.asdf")]):
         reftype = path.name.split("_")[2]
         instrument = path.name.split("_")[1]
-        model_type = expected.get(reftype) or ("DarkMIRIModel" if instrument == "miri" else "DarkModel")
+        model_type = expected.get(reftype) or (photom[instrument] if reftype == "photom" else
+                                               "DarkMIRIModel" if instrument == "miri" else "DarkModel")
         with datamodels.open(path) as model:
             assert type(model).__name__ == model_type, path.name
             model.validate()
             assert model.meta.reftype.lower() == reftype
             assert model.meta.instrument.name == instrument.upper()
         seen.add(reftype)
-    assert seen == set(expected) | {"dark"}
+    assert seen == set(expected) | {"dark", "photom"}

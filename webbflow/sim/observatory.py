@@ -24,7 +24,9 @@ from webbflow.dqflags import dq_def_rows
 from webbflow.io import Product, write_product
 from webbflow.io.truth import write_truth
 from webbflow.sim import detector as sim_detector
-from webbflow.sim.program import exposure_meta, int_times
+from webbflow.sim import optics, sky as sim_sky
+from webbflow.sim.program import (IMAGING_EXP_TYPES, NIRCAM_DETECTORS, exposure_meta, int_times,
+                                  true_wcsinfo)
 from webbflow.sim.scene import make_scene
 
 log = logging.getLogger("webbflow.sim")
@@ -76,12 +78,31 @@ class ReferenceWriter:
         self.entries.append(RuleEntry(instrument, reftype, name, match or {}))
         return name
 
+    def write_asdf(self, instrument, reftype, model, match=None):
+        """An ASDF reference (DISTORTION, FILTEROFFSET) from a stdatamodels model."""
+        key = (instrument, reftype)
+        self.serial[key] = self.serial.get(key, self.serial_start - 1) + 1
+        name = f"jwst_{instrument.lower()}_{reftype}_{self.serial[key]:04d}.asdf"
+        model.meta.reftype = reftype.upper()
+        model.meta.author = "webbflow synthetic observatory"
+        model.meta.pedigree = "DUMMY"
+        model.meta.useafter = "2000-01-01T00:00:00"
+        model.meta.telescope = "JWST"
+        path = references_dir(self.cache_root, instrument) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(str(path))
+        self.entries.append(RuleEntry(instrument, reftype, name, match or {}))
+        return name
+
 
 def _ref_meta(det, window, full):
     sub = {"name": "FULL" if full else "GENERIC", "xstart": window.xstart,
            "ystart": window.ystart, "xsize": window.xsize, "ysize": window.ysize,
            "fastaxis": det.fastaxis, "slowaxis": det.slowaxis}
-    return {"instrument": {"name": det.instrument, "detector": det.detector}, "subarray": sub}
+    instrument = {"name": det.instrument, "detector": det.detector}
+    if det.instrument == "NIRCAM":
+        instrument["channel"], instrument["module"] = NIRCAM_DETECTORS[det.detector]
+    return {"instrument": instrument, "subarray": sub}
 
 
 def write_detector_references(refs, det, exposures_by_window):
@@ -145,12 +166,103 @@ def write_detector_references(refs, det, exposures_by_window):
                        match={**match, "META.SUBARRAY.NAME": subarray})
 
 
+@dataclass
+class ImagingOptics:
+    """What the imaging references of one detector say: the simulator renders with it."""
+
+    distortion: object          # astropy model, full-frame pixels -> V2/V3 arcsec
+    area: np.ndarray            # relative pixel areas, full frame
+    flat: np.ndarray            # QE * area, full frame (NaN: no response)
+    pixar_a2: float
+    offsets: dict               # filter -> (column, row) offset in pixels
+
+    @property
+    def pixar_sr(self):
+        return self.pixar_a2 * (np.pi / 180.0 / 3600.0) ** 2
+
+
+_PHOTOM_MODELS = {"NIRCAM": "NrcImgPhotomModel", "NIRISS": "NisImgPhotomModel",
+                  "MIRI": "MirImgPhotomModel", "FGS": "FgsImgPhotomModel"}
+
+
+def write_imaging_references(refs, det, specs, rng):
+    """DISTORTION, FILTEROFFSET, FLAT, PHOTOM and AREA of one detector for the filters
+    its imaging exposures use; returns the :class:`ImagingOptics` they describe."""
+    from stdatamodels.jwst import datamodels  # noqa: PLC0415
+    import astropy.units as u  # noqa: PLC0415
+
+    inst, detname = det.instrument, det.detector
+    shape = det.shape
+    distortion = optics.synthetic_distortion(rng, detname, shape)
+    area, pixar_a2 = optics.pixel_area_map(distortion, shape)
+    flat = (optics.quantum_efficiency(rng, shape) * area).astype(np.float32)
+    filters = sorted({(s.filter, s.pupil or ("CLEAR" if inst == "NIRCAM" else
+                                             "CLEARP" if inst == "NIRISS" else None))
+                      for s in specs})
+    offsets = {f: (round(float(rng.normal(0, 0.3)), 3), round(float(rng.normal(0, 0.3)), 3))
+               for f, _ in filters}
+    opt = ImagingOptics(distortion, area, flat, pixar_a2, offsets)
+    match = {"META.INSTRUMENT.DETECTOR": detname}
+    pixar = {"pixelarea_steradians": opt.pixar_sr, "pixelarea_arcsecsq": pixar_a2}
+
+    model = datamodels.DistortionModel()
+    model.model = distortion
+    model.meta.input_units = u.pix
+    model.meta.output_units = u.arcsec
+    model.meta.instrument.name = inst
+    model.meta.instrument.detector = detname
+    model.meta.exposure.p_exptype = "|".join(IMAGING_EXP_TYPES) + "|"
+    if inst == "NIRCAM":
+        model.meta.instrument.channel, model.meta.instrument.module = NIRCAM_DETECTORS[detname]
+        model.meta.instrument.p_pupil = "CLEAR|"
+    model.meta.description = f"synthetic distortion for {detname}"
+    refs.write_asdf(inst, "distortion", model, match=match)
+
+    model = datamodels.FilteroffsetModel()
+    model.filters = [{"filter": f, **({"pupil": p} if p else {}),
+                      "column_offset": offsets[f][0], "row_offset": offsets[f][1]}
+                     for f, p in filters]
+    model.meta.instrument.name = inst
+    model.meta.instrument.detector = detname
+    if inst == "NIRCAM":
+        model.meta.instrument.channel, model.meta.instrument.module = NIRCAM_DETECTORS[detname]
+    model.meta.description = f"synthetic filter offsets for {detname}"
+    refs.write_asdf(inst, "filteroffset", model, match=match)
+
+    meta = _ref_meta(det, _Window(1, 1, shape[1], shape[0]), True)
+    for filter_name, pupil in filters:
+        flat_meta = copy.deepcopy(meta)
+        flat_meta["instrument"].update(filter=filter_name, **({"pupil": pupil} if pupil else {}))
+        fmatch = {**match, "META.INSTRUMENT.FILTER": filter_name}
+        if pupil:
+            fmatch["META.INSTRUMENT.PUPIL"] = pupil
+        refs.write(inst, "flat", "FlatModel", flat_meta,
+                   {"data": flat, "err": np.full(shape, 0.002, np.float32) * np.nan_to_num(flat),
+                    "dq": np.zeros(shape, np.uint32)}, match=fmatch)
+        area_meta = copy.deepcopy(flat_meta)
+        area_meta["photometry"] = pixar
+        refs.write(inst, "area", "PixelAreaModel", area_meta, {"data": area}, match=fmatch)
+
+    key = "subarray" if inst == "MIRI" else "pupil"
+    width = 17 if inst == "MIRI" else 12
+    table = np.array([(f, "GENERIC" if inst == "MIRI" else p, optics.photmjsr(inst, f),
+                       0.01 * optics.photmjsr(inst, f)) for f, p in filters],
+                     dtype=[("filter", "S12"), (key, f"S{width}"), ("photmjsr", ">f4"),
+                            ("uncertainty", ">f4")])
+    photom_meta = copy.deepcopy(meta)
+    photom_meta["photometry"] = pixar
+    refs.write(inst, "photom", _PHOTOM_MODELS[inst], photom_meta, {},
+               tables={"phot_table": table}, match=match)
+    return opt
+
+
 def simulate_program(outdir, specs, *, seed=0, cosmic_ray_rate=1.5e-5, context_number=1):
     """Simulate ``specs`` into ``outdir``; returns the CRDS context written."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     cache = outdir / "crds_cache"
     refs = ReferenceWriter(cache)
+    sky = None
     by_detector = {}
     for spec in specs:
         by_detector.setdefault((spec.instrument, spec.detector), []).append(spec)
@@ -165,21 +277,73 @@ def simulate_program(outdir, specs, *, seed=0, cosmic_ray_rate=1.5e-5, context_n
             tframe = spec.frame_time
             windows.setdefault((window, spec.subarray, tframe), []).append(spec)
         write_detector_references(refs, det, windows)
+        imaging = [s for s in dspecs if s.exp_type in IMAGING_EXP_TYPES]
+        opt = None
+        if imaging:
+            opt = write_imaging_references(
+                refs, det, imaging,
+                np.random.default_rng(_detector_seed(seed, instrument, detname + ":optics")))
         for spec in dspecs:
-            _simulate_exposure(outdir, spec, det, cosmic_ray_rate)
+            if spec.scene.get("sky") and sky is None:
+                sky = _program_sky(outdir, specs, seed)
+            _simulate_exposure(outdir, spec, det, cosmic_ray_rate,
+                               opt if spec.exp_type in IMAGING_EXP_TYPES else None, sky)
         del det
     return write_cache(cache, refs.entries, context_number=context_number)
 
 
-def _simulate_exposure(outdir, spec, det, cosmic_ray_rate):
+def _program_sky(outdir, specs, seed):
+    """One sky for all exposures that ask for it, covering their dithers; written to
+    truth/sky.fits."""
+    from astropy.io import fits  # noqa: PLC0415
+
+    on_sky = [s for s in specs if s.scene.get("sky")]
+    ra, dec = on_sky[0].target_ra, on_sky[0].target_dec
+    radius = max(max(s.size) * optics.aperture(s.detector).scale for s in on_sky)
+    sky = sim_sky.make_sky(np.random.default_rng(_detector_seed(seed, "SKY", "field")),
+                           ra, dec, radius)
+    path = outdir / "truth" / "sky.fits"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(sky, name="SKY")]).writeto(
+        path, overwrite=True)
+    return sky
+
+
+def _sky_rate(spec, meta, det, opt, sky):
+    from webbflow.wcs.imaging import imaging_wcs  # noqa: PLC0415
+
+    xsize, ysize = spec.size
+    window = _Window(spec.xstart, spec.ystart, xsize, ysize)
+    wcs = imaging_wcs(true_wcsinfo(spec, meta), opt.distortion, shape=(ysize, xsize),
+                      substrt=(spec.xstart, spec.ystart), offset=opt.offsets.get(spec.filter))
+    ap = optics.aperture(det.detector)
+    fwhm = 2.0 if det.is_miri else 1.6
+    rate, _ = sim_sky.render(sky, wcs, (ysize, xsize),
+                             photmjsr=optics.photmjsr(det.instrument, spec.filter),
+                             pixar_sr=opt.pixar_sr, area=window.cut(opt.area),
+                             background_mjysr=0.3 if det.is_miri else 0.1,
+                             psf_fwhm_pix=fwhm, pixel_scale_arcsec=ap.scale)
+    return rate
+
+
+def _simulate_exposure(outdir, spec, det, cosmic_ray_rate, opt=None, sky=None):
     rng = np.random.default_rng(spec.seed)
     meta = exposure_meta(spec, det.fastaxis, det.slowaxis)
     xsize, ysize = spec.size
-    scene = dict(n_stars=max(5, xsize * ysize // 2000), n_galaxies=max(2, xsize * ysize // 5000),
-                 background=0.5 if det.is_miri else 0.3, n_saturating=2,
-                 saturation_peak_rate=40000.0 / max(meta["exposure"]["integration_time"], 1e-3))
-    scene.update(spec.scene)
-    rate, sources = make_scene(rng, ysize, xsize, **scene)
+    if spec.scene.get("sky"):
+        rate, sources = _sky_rate(spec, meta, det, opt, sky), None
+    else:
+        scene = dict(n_stars=max(5, xsize * ysize // 2000),
+                     n_galaxies=max(2, xsize * ysize // 5000),
+                     background=0.5 if det.is_miri else 0.3, n_saturating=2,
+                     saturation_peak_rate=40000.0 / max(meta["exposure"]["integration_time"],
+                                                        1e-3))
+        scene.update(spec.scene)
+        rate, sources = make_scene(rng, ysize, xsize, **scene)
+    if opt is not None:
+        # the pixel response (the FLAT reference): dead-in-the-flat pixels see nothing
+        window = _Window(spec.xstart, spec.ystart, xsize, ysize)
+        rate = rate * np.nan_to_num(window.cut(opt.flat), nan=0.0)
     nframes, groupgap = spec.nframes_groupgap
     sci, zeroframe, truth = sim_detector.simulate_exposure(
         rng, rate, det, xstart=spec.xstart, ystart=spec.ystart, xsize=xsize, ysize=ysize,

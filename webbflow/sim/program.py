@@ -11,7 +11,7 @@ import numpy as np
 import astropy.units as u
 from astropy.time import Time
 
-from webbflow.sim import readout
+from webbflow.sim import optics, readout
 
 # channel/module/pupil facts a NIRCam detector name implies
 NIRCAM_DETECTORS = {
@@ -73,6 +73,9 @@ class ExposureSpec:
     target_ra: float = 53.16
     target_dec: float = -27.78
     dither_arcsec: tuple = (0.0, 0.0)
+    # where the telescope really pointed, relative to the header (arcsec in RA, Dec; deg)
+    pointing_error_arcsec: tuple = (0.0, 0.0)
+    roll_error_deg: float = 0.0
     start: str = "2023-01-10T03:00:00"
     seed: int = 1
     scene: dict = field(default_factory=dict, hash=False, compare=False)
@@ -173,6 +176,12 @@ def exposure_meta(spec, fastaxis, slowaxis):
     }
     dra = spec.dither_arcsec[0] / 3600.0 / np.cos(np.radians(spec.target_dec))
     ddec = spec.dither_arcsec[1] / 3600.0
+    wcsinfo = {"ra_ref": spec.target_ra + dra, "dec_ref": spec.target_dec + ddec,
+               "roll_ref": 90.0, "v3yangle": 0.0, "vparity": -1, "wcsaxes": 2}
+    if spec.detector in optics.APERTURES:
+        ap = optics.aperture(spec.detector)
+        wcsinfo.update(v2_ref=ap.v2_ref, v3_ref=ap.v3_ref, v3yangle=ap.v3_idl_yang,
+                       vparity=ap.parity)
     return {
         "telescope": "JWST",
         "origin": "webbflow synthetic observatory",
@@ -189,12 +198,21 @@ def exposure_meta(spec, fastaxis, slowaxis):
                   "engineering_quality": "OK"},
         "pointing": {"ra_v1": spec.target_ra + dra, "dec_v1": spec.target_dec + ddec,
                      "pa_v3": 90.0},
-        "wcsinfo": {"ra_ref": spec.target_ra + dra, "dec_ref": spec.target_dec + ddec,
-                    "roll_ref": 90.0, "v3yangle": 0.0, "vparity": -1, "wcsaxes": 2},
+        "wcsinfo": wcsinfo,
         "velocity_aberration": {"scale_factor": 1.0},
         "dither": {"position_number": spec.exposure, "x_offset": spec.dither_arcsec[0],
                    "y_offset": spec.dither_arcsec[1]},
     }
+
+
+def true_wcsinfo(spec, meta):
+    """The pointing the telescope really had: the header's plus the spec's error."""
+    info = dict(meta["wcsinfo"])
+    dec = info["dec_ref"]
+    info["ra_ref"] += spec.pointing_error_arcsec[0] / 3600.0 / np.cos(np.radians(dec))
+    info["dec_ref"] += spec.pointing_error_arcsec[1] / 3600.0
+    info["roll_ref"] += spec.roll_error_deg
+    return info
 
 
 def int_times(meta):
@@ -272,7 +290,42 @@ def fullframe_program():
     ]
 
 
-PROGRAMS = {"demo": demo_program, "fullframe": fullframe_program}
+IMAGING_EXP_TYPES = ("NRC_IMAGE", "NIS_IMAGE", "MIR_IMAGE", "FGS_IMAGE")
+
+# a 4-point dither (arcsec) and the small pointing errors tweakreg has to find
+DITHER_4 = ((0.0, 0.0), (2.1, 1.3), (-1.7, 2.4), (1.2, -2.2))
+POINTING_ERRORS_4 = ((0.0, 0.0), (0.045, -0.03), (-0.035, 0.05), (0.03, 0.04))
+
+
+def imaging_program(size=512, ngroups=4):
+    """Dithered imaging of one sky field, for stages 2 and 3: four NIRCam exposures
+    (``size`` x ``size`` subarray, or full frame for ``size=2048``) and a MIRI pair."""
+    full = size >= 2048
+    nircam = dict(instrument="NIRCAM", detector="NRCA1", exp_type="NRC_IMAGE",
+                  filter="F200W", readpatt="RAPID", ngroups=ngroups, nints=1,
+                  subarray="FULL" if full else "GENERIC", xstart=1, ystart=1,
+                  xsize=None if full else size, ysize=None if full else size,
+                  observation=5, scene={"sky": True})
+    specs = [ExposureSpec(**nircam, exposure=k + 1, dither_arcsec=DITHER_4[k],
+                          pointing_error_arcsec=POINTING_ERRORS_4[k],
+                          roll_error_deg=0.002 * k, seed=501 + k) for k in range(4)]
+    if not full:
+        miri = dict(instrument="MIRI", detector="MIRIMAGE", exp_type="MIR_IMAGE",
+                    filter="F770W", readpatt="FAST", ngroups=ngroups + 2, nints=1,
+                    subarray="SUB256", xstart=413, ystart=51, xsize=256, ysize=256,
+                    observation=6, scene={"sky": True})
+        specs += [ExposureSpec(**miri, exposure=k + 1, dither_arcsec=DITHER_4[k],
+                               pointing_error_arcsec=POINTING_ERRORS_4[k], seed=601 + k)
+                  for k in range(2)]
+    return specs
+
+
+def imaging_fullframe_program():
+    return imaging_program(size=2048, ngroups=6)
+
+
+PROGRAMS = {"demo": demo_program, "fullframe": fullframe_program,
+            "imaging": imaging_program, "imaging-fullframe": imaging_fullframe_program}
 
 
 def with_seed(spec, seed):
