@@ -17,6 +17,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/detector1.smk"
 include: "rules/dark.smk"
+include: "rules/image2.smk"
 include: "rules/associations.smk"
 
 
@@ -29,6 +30,11 @@ rule all:
 rule detector1_all:
     input:
         get_detector1_outputs(),
+
+
+rule image2_all:
+    input:
+        get_image2_outputs(),
 
 
 rule associations_all:

@@ -59,31 +59,47 @@ def header(exposure, suffix="uncal"):
 
 
 # Snakemake calls input, params and resource functions several times per job: each
-# exposure's plan is worked out once and kept.
+# exposure's plan for each stage is worked out once and kept.
 _CONFIGS = {}
 _PLANS = {}
 
+# stage -> (its config block for one exposure's meta, the reftypes that block needs)
+STAGES = {
+    "detector1": (
+        lambda meta: planning.detector1_config(config, meta),
+        lambda meta, block: planning.detector1_reftypes(meta, block["steps"]),
+    ),
+    "image2": (
+        lambda meta: planning.stage_config(config, "image2", meta),
+        lambda meta, block: planning.image2_reftypes(block["steps"]),
+    ),
+}
+
+
+def stage_config(stage, exposure):
+    if (stage, exposure) not in _CONFIGS:
+        _CONFIGS[stage, exposure] = STAGES[stage][0](header(exposure)["meta"])
+    return _CONFIGS[stage, exposure]
+
 
 def detector1_config(exposure):
-    if exposure not in _CONFIGS:
-        _CONFIGS[exposure] = planning.detector1_config(config, header(exposure)["meta"])
-    return _CONFIGS[exposure]
+    return stage_config("detector1", exposure)
 
 
-def get_detector1_plan(wildcards):
-    """Reference files and the problem (if any) of one stage-1 job, decided once."""
-    if wildcards.exposure not in _PLANS:
-        _PLANS[wildcards.exposure] = _detector1_plan(wildcards)
-    return _PLANS[wildcards.exposure]
+def get_plan(stage, exposure):
+    """Reference files and the problem (if any) of one job, decided once. References are
+    chosen from the raw header, which carries every keyword CRDS selects on."""
+    if (stage, exposure) not in _PLANS:
+        _PLANS[stage, exposure] = _plan(stage, exposure)
+    return _PLANS[stage, exposure]
 
 
-def _detector1_plan(wildcards):
-    entry = header(wildcards.exposure)
+def _plan(stage, exposure):
+    entry = header(exposure)
     if entry["problem"]:
         return {"refs": {}, "problem": entry["problem"]}
     meta = entry["meta"]
-    steps = detector1_config(wildcards.exposure)["steps"]
-    reftypes = planning.detector1_reftypes(meta, steps)
+    reftypes = STAGES[stage][1](meta, stage_config(stage, exposure))
     context = crds_context()
     try:
         refs = REFERENCES.lookup(
@@ -94,7 +110,7 @@ def _detector1_plan(wildcards):
                 reftypes,
                 context=context,
                 settings=CRDS_SETTINGS,
-                exposure=f"{wildcards.exposure}_uncal.fits",
+                exposure=f"{exposure}_uncal.fits",
                 overrides=config["crds"].get("overrides"),
             ),
         )
@@ -103,21 +119,37 @@ def _detector1_plan(wildcards):
     return {"refs": refs, "problem": None}
 
 
-def get_detector1_refs(wildcards):
-    refs = get_detector1_plan(wildcards)["refs"]
-    return {name: path for name, path in refs.items() if path != "N/A"}
+def stage_refs(stage):
+    """Input function: the job's reference files (N/A ones left out)."""
+
+    def refs(wildcards):
+        chosen = get_plan(stage, wildcards.exposure)["refs"]
+        return {name: path for name, path in chosen.items() if path != "N/A"}
+
+    return refs
 
 
-def get_detector1_params(wildcards):
-    """Everything a stage-1 product depends on, as plain strings Snakemake compares."""
-    plan = get_detector1_plan(wildcards)
-    return {
-        "steps": planning.canonical(detector1_config(wildcards.exposure)),
-        "references": planning.canonical(
-            {k: Path(v).name if v != "N/A" else v for k, v in plan["refs"].items()}
-        ),
-        "problem": plan["problem"] or "",
-    }
+def stage_params(stage):
+    """Params function: everything a product depends on, as plain strings Snakemake
+    compares, so a changed step parameter or reference reruns exactly its jobs."""
+
+    def params(wildcards):
+        plan = get_plan(stage, wildcards.exposure)
+        return {
+            "steps": planning.canonical(stage_config(stage, wildcards.exposure)),
+            "references": planning.canonical(
+                {k: Path(v).name if v != "N/A" else v for k, v in plan["refs"].items()}
+            ),
+            "problem": plan["problem"] or "",
+        }
+
+    return params
+
+
+get_detector1_refs = stage_refs("detector1")
+get_detector1_params = stage_params("detector1")
+get_image2_refs = stage_refs("image2")
+get_image2_params = stage_params("image2")
 
 
 def get_detector1_resources(wildcards):
@@ -165,6 +197,24 @@ def _associations():
 ASSOCIATIONS = _associations()
 
 
+def runs_image2(exposure):
+    entry = header(exposure)
+    return not entry["problem"] and not is_dark(exposure) and planning.runs_image2(entry["meta"])
+
+
+def image2_outputs():
+    """The image2 rule's products: cal, and i2d unless resample is switched off."""
+    outputs = {"cal": "{exposure}_cal.fits"}
+    if not config["image2"]["steps"]["resample"].get("skip"):
+        outputs["i2d"] = "{exposure}_i2d.fits"
+    return outputs
+
+
+def get_image2_outputs():
+    return [path.format(exposure=exposure) for exposure in UNCAL if runs_image2(exposure)
+            for path in image2_outputs().values()]
+
+
 def get_association_outputs():
     return [f"asn/{name}" for name in sorted(ASSOCIATIONS)]
 
@@ -174,7 +224,8 @@ def get_dark_outputs():
 
 
 def get_final_outputs():
-    return get_detector1_outputs() + get_dark_outputs() + get_association_outputs()
+    return (get_detector1_outputs() + get_dark_outputs() + get_image2_outputs()
+            + get_association_outputs())
 
 
 onsuccess:

@@ -15,7 +15,7 @@ from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import read_product, write_product
 from webbflow.pipelines.detector1 import check_raw_exposure, run_stage1
-from webbflow.pipelines.image2 import image2_reftypes, run_image2
+from webbflow.pipelines.image2 import run_image2
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
@@ -73,7 +73,7 @@ def detector1(argv=None):
 def image2(argv=None):
     def plan(config, meta):
         stage = planning.stage_config(config, "image2", meta)
-        return stage, image2_reftypes(stage["steps"])
+        return stage, planning.image2_reftypes(stage["steps"])
 
     def run(path, refs, stage, context):
         return run_image2(path, refs, stage, PIXEL, context=context)

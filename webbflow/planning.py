@@ -70,6 +70,36 @@ STEP_REFTYPES = {
 }
 
 
+IMAGE2_STEPS = ("assign_wcs", "flat_field", "photom", "resample")
+IMAGE2_STEP_REFTYPES = {"assign_wcs": ("distortion", "filteroffset"), "flat_field": ("flat",),
+                        "photom": ("photom", "area")}
+# exposures calwebb_image2 calibrates (imaging, not time series), and resamples to i2d
+IMAGE2_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
+RESAMPLED_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
+
+
+def image2_reftypes(steps):
+    wanted = []
+    for step in IMAGE2_STEPS:
+        if not steps.get(step, {}).get("skip", False):
+            wanted += [r for r in IMAGE2_STEP_REFTYPES.get(step, ()) if r not in wanted]
+    return wanted
+
+
+def image2_mem_mb(meta):
+    """A cal job holds the rate's five images, the flat and area cut-outs, the pixel map
+    (16 bytes a pixel) and the i2d: about 80 bytes a pixel, plus the interpreter."""
+    sub = meta.get("subarray", {})
+    pixels = (sub.get("xsize") or 2048) * (sub.get("ysize") or 2048)
+    return int(700 + 80 * pixels / 2**20)
+
+
+def runs_image2(meta):
+    """calwebb_image2 here: the imaging exposures (TSO and coronagraphy come later)."""
+    return (meta.get("exposure", {}).get("type") in IMAGE2_EXP_TYPES
+            and not meta.get("visit", {}).get("tsovisit"))
+
+
 # exposures calwebb_dark takes instead of calwebb_detector1
 DARK_EXP_TYPES = ("FGS_DARK", "MIR_DARKALL", "MIR_DARKIMG", "MIR_DARKMRS", "NIS_DARK",
                   "NRC_DARK", "NRS_DARK")

@@ -15,27 +15,15 @@ from webbflow.crds.references import provenance
 from webbflow.errors import WebbflowError
 from webbflow.io import Product, read_product
 from webbflow.io.references import load_reference
+from webbflow.planning import RESAMPLED_EXP_TYPES, image2_reftypes
 from webbflow.steps.assign_wcs import assign_imaging_wcs
 from webbflow.steps.flat_photom import MJSR_TO_UJA2, flat_field_and_photom, photom_conversion
 
 log = logging.getLogger("webbflow.image2")
 
-__all__ = ["run_image2", "image2_reftypes", "IMAGE2_STEPS", "RESAMPLED_TYPES"]
+__all__ = ["run_image2"]
 
-IMAGE2_STEPS = ("assign_wcs", "flat_field", "photom", "resample")
-STEP_REFTYPES = {"assign_wcs": ("distortion", "filteroffset"), "flat_field": ("flat",),
-                 "photom": ("photom", "area")}
-# exposure types whose cal is also resampled to an i2d by calwebb_image2
-RESAMPLED_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
 RATE_ARRAYS = ("data", "err", "dq", "var_poisson", "var_rnoise")
-
-
-def image2_reftypes(steps):
-    wanted = []
-    for step in IMAGE2_STEPS:
-        if not steps.get(step, {}).get("skip", False):
-            wanted += [r for r in STEP_REFTYPES.get(step, ()) if r not in wanted]
-    return wanted
 
 
 def _skipped(meta, step):
@@ -116,10 +104,10 @@ def run_image2(rate_path, refs, config, dqflags, *, context):
     provenance(meta, {r: p for r, p in refs.items() if r in image2_reftypes(steps)}, context)
     cal = Product("ImageModel", meta=meta, arrays=arrays)
     outputs = {"cal": cal}
-    if exp_type in RESAMPLED_TYPES and not steps["resample"].get("skip") and wcs is not None:
+    if exp_type in RESAMPLED_EXP_TYPES and not steps["resample"].get("skip") and wcs is not None:
         from webbflow.pipelines.resample import resample_single  # noqa: PLC0415
 
-        outputs["i2d"] = resample_single(cal, steps["resample"])
+        outputs["i2d"] = resample_single(cal, steps["resample"], dqflags)
     return outputs
 
 

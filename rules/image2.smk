@@ -1,0 +1,23 @@
+# Stage 2 imaging (calwebb_image2): rate -> cal (assign_wcs, flat_field, photom) and the
+# exposure drizzled alone -> i2d. References are chosen from the raw header.
+
+
+rule image2:
+    input:
+        unpack(lambda wc: {"rate": f"{wc.exposure}_rate.fits", **get_image2_refs(wc)}),
+    output:
+        **image2_outputs(),
+    params:
+        plan=get_image2_params,
+        software=f"webbflow {webbflow.__version__}",
+    log:
+        "logs/image2/{exposure}.log",
+    benchmark:
+        "benchmarks/image2/{exposure}.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc: planning.image2_mem_mb(header(wc.exposure)["meta"]),
+    conda:
+        "../envs/webbflow.yaml"
+    script:
+        "../scripts/image2.py"

@@ -1,0 +1,29 @@
+"""Stage 2 imaging of one exposure: rate -> cal (+ i2d); the rule's outputs name the
+products."""
+
+import json
+import logging
+import sys
+
+from webbflow.dqflags import PIXEL
+from webbflow.errors import WebbflowError
+from webbflow.io import write_product
+from webbflow.pipelines.image2 import run_image2
+
+logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
+                    format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+plan = snakemake.params.plan  # noqa: F821
+try:
+    if plan["problem"]:
+        raise WebbflowError(snakemake.input.rate, plan["problem"].split(": ", 1)[-1])  # noqa: F821
+    refs = {reftype: snakemake.input.get(reftype, "N/A")  # noqa: F821
+            for reftype in json.loads(plan["references"])}
+    products = run_image2(snakemake.input.rate, refs, json.loads(plan["steps"]), PIXEL,  # noqa: F821
+                          context=snakemake.config["crds"]["context_used"])  # noqa: F821
+    for name, path in snakemake.output.items():  # noqa: F821
+        write_product(path, products[name])
+except WebbflowError as exc:
+    logging.error("%s", exc)
+    print(f"webbflow: {exc}", file=sys.stderr)
+    sys.exit(1)

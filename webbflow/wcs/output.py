@@ -1,0 +1,98 @@
+"""The output grid of resample: a tangent-plane WCS covering all input footprints.
+
+As the official resample builds it (stcal ``wcs_from_sregions``): the fiducial is the
+centre of the footprints' bounding box in 3-D Cartesian coordinates; the orientation is
+the first input's (ROLL_REF, V3YANGLE, VPARITY) unless a rotation is asked for; the
+pixel scale is the first input's at its reference point times ``pixel_scale_ratio``
+unless a scale is given; the grid's origin makes every footprint fall inside.
+"""
+
+import re
+
+import numpy as np
+
+__all__ = ["output_wcs", "footprint_from_s_region", "pixel_scale_at", "pixel_map"]
+
+
+def footprint_from_s_region(s_region):
+    """(N, 2) RA/Dec vertices of a ``POLYGON ICRS ...`` string."""
+    numbers = re.sub(r"[a-zA-Z]", "", s_region).split()
+    return np.array(numbers, dtype=float).reshape(-1, 2)
+
+
+def _fiducial(footprints):
+    lon, lat = np.deg2rad(np.vstack(footprints)).T
+    x, y, z = np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)
+    xm, ym, zm = [(v.max() + v.min()) / 2.0 for v in (x, y, z)]
+    return (np.rad2deg(np.arctan2(ym, xm)) % 360.0,
+            np.rad2deg(np.arctan2(zm, np.sqrt(xm ** 2 + ym ** 2))))
+
+
+def pixel_scale_at(wcs, ra, dec):
+    """Geometric mean of the x and y pixel scales (deg) of ``wcs`` at (ra, dec)."""
+    from astropy import coordinates as coord  # noqa: PLC0415
+
+    x, y = wcs.invert(ra, dec, with_bounding_box=False)
+    ras, decs = wcs(np.array([x, x + 1, x]), np.array([y, y, y + 1]), with_bounding_box=False)
+    points = coord.SkyCoord(ra=ras, dec=decs, unit="deg")
+    return float(np.sqrt(abs(points[0].separation(points[1]).value) *
+                         abs(points[0].separation(points[2]).value)))
+
+
+def _rotation_matrix(roll_ref, v3yangle, vparity):
+    angle = roll_ref - vparity * v3yangle
+    return np.array([[vparity * np.cos(angle), np.sin(angle)],
+                     [vparity * -np.sin(angle), np.cos(angle)]])
+
+
+def output_wcs(s_regions, ref_wcs, ref_wcsinfo, *, pixel_scale_ratio=1.0, pixel_scale=None,
+               rotation=None):
+    """(gwcs, shape (ny, nx), pixel scale deg) of the grid covering ``s_regions``.
+    ``ref_wcs``/``ref_wcsinfo``: the first input's; ``pixel_scale`` in deg."""
+    import gwcs  # noqa: PLC0415
+    from astropy.modeling import models  # noqa: PLC0415
+
+    footprints = [footprint_from_s_region(s) for s in s_regions]
+    crval = _fiducial(footprints)
+    v3yangle = np.deg2rad(ref_wcsinfo["v3yangle"])
+    vparity = ref_wcsinfo["vparity"]
+    roll = np.deg2rad(ref_wcsinfo["roll_ref"]) if rotation is None else \
+        np.deg2rad(rotation) + vparity * v3yangle
+    pc = _rotation_matrix(roll, v3yangle, vparity)
+    if not pixel_scale:
+        pixel_scale = pixel_scale_at(ref_wcs, ref_wcsinfo["ra_ref"], ref_wcsinfo["dec_ref"]) \
+            * pixel_scale_ratio
+    projection = models.Pix2Sky_TAN()
+    transform = (models.AffineTransformation2D(matrix=pc)
+                 | models.Scale(pixel_scale) & models.Scale(pixel_scale)
+                 | projection | models.RotateNative2Celestial(crval[0], crval[1], 180))
+    bounds = np.hstack([transform.inverse(*f.T) for f in footprints])
+    lower, upper = bounds.min(axis=1), bounds.max(axis=1)
+    native_crpix = transform.inverse(*crval)
+    offsets = tuple(c - lo for c, lo in zip(native_crpix, lower))
+    upper = upper + offsets
+    shape = tuple(int(u + 0.5) for u in upper[::-1])
+    if min(shape) < 2:
+        raise ValueError(f"the output grid would be {shape[1]}x{shape[0]} pixels")
+    fits_transform = gwcs.FITSImagingWCSTransform(projection, crpix=offsets, crval=crval,
+                                                  cdelt=[pixel_scale, pixel_scale], pc=pc)
+    wcs = gwcs.WCS([gwcs.Step(ref_wcs.input_frame, fits_transform),
+                    gwcs.Step(ref_wcs.output_frame, None)])
+    wcs.bounding_box = tuple((-0.5, s - 0.5) for s in shape[::-1])
+    wcs.pixel_shape = shape[::-1]
+    return wcs, shape, pixel_scale
+
+
+def pixel_map(input_wcs, output, shape):
+    """Output-grid (x, y) of every input pixel centre: float64 (ny, nx, 2), NaN off the
+    input's bounding box (as the official calc_pixmap, whose 'to' box is ignored)."""
+    ny, nx = shape
+    y, x = np.indices(shape, dtype=np.float64)
+    saved = output.bounding_box
+    output.bounding_box = None
+    try:
+        ra, dec = input_wcs(x, y)
+        xo, yo = output.invert(ra, dec)
+    finally:
+        output.bounding_box = saved
+    return np.dstack([xo, yo])
