@@ -18,6 +18,7 @@ include: "rules/common.smk"
 include: "rules/detector1.smk"
 include: "rules/dark.smk"
 include: "rules/image2.smk"
+include: "rules/image3.smk"
 include: "rules/associations.smk"
 
 
@@ -35,6 +36,11 @@ rule detector1_all:
 rule image2_all:
     input:
         get_image2_outputs(),
+
+
+rule image3_all:
+    input:
+        get_image3_outputs(),
 
 
 rule associations_all:

@@ -1,5 +1,6 @@
 # Validation, discovery and the input/param functions the rules use. The decisions are
 # made in webbflow.planning, from primary headers only, once per DAG build.
+import json
 import os
 from pathlib import Path
 
@@ -197,6 +198,35 @@ def _associations():
 ASSOCIATIONS = _associations()
 
 
+def _image3_plans():
+    """{association file: what its calwebb_image3 job reads and writes} for the imaging
+    level-3 associations whose members all go through image2 here."""
+    by_name = {Path(stem).name: stem for stem in UNCAL}
+    plans = {}
+    for name, content in sorted(ASSOCIATIONS.items()):
+        asn = json.loads(content)
+        if asn["asn_type"] != "image3":
+            continue
+        product = asn["products"][0]
+        stems = [by_name.get(m["expname"].removesuffix("_cal.fits")) for m in product["members"]]
+        if None in stems or not all(runs_image2(stem) for stem in stems):
+            continue
+        plans[name] = {"asn_id": asn["asn_id"], "product": product["name"], "stems": stems}
+    return plans
+
+
+def image3_config(plan):
+    return planning.stage_config(config, "image3", header(plan["stems"][0])["meta"])
+
+
+def get_image3_outputs():
+    outputs = []
+    for plan in IMAGE3_PLANS.values():
+        outputs.append(f"{plan['product']}_i2d.fits")
+        outputs += [f"{stem}_{plan['asn_id']}_crf.fits" for stem in plan["stems"]]
+    return outputs
+
+
 def runs_image2(exposure):
     entry = header(exposure)
     return not entry["problem"] and not is_dark(exposure) and planning.runs_image2(entry["meta"])
@@ -225,7 +255,7 @@ def get_dark_outputs():
 
 def get_final_outputs():
     return (get_detector1_outputs() + get_dark_outputs() + get_image2_outputs()
-            + get_association_outputs())
+            + get_image3_outputs() + get_association_outputs())
 
 
 onsuccess:

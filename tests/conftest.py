@@ -39,3 +39,20 @@ def imaging_rates(tmp_path_factory):
     for uncal in sorted(root.glob("*_uncal.fits")):
         run_detector1_cli(uncal, rates, root / "crds_cache")
     return root, sorted(rates.glob("*_rate.fits"))
+
+
+@pytest.fixture(scope="session")
+def image2_products(imaging_rates, tmp_path_factory):
+    """calwebb_image2 of every imaging rate file, ours and the official pipeline's:
+    (our directory, the official directory)."""
+    from tests.oracle.official import run_official
+    from tests.oracle.ours import run_image2_cli
+
+    program, rates = imaging_rates
+    ours = tmp_path_factory.mktemp("ours_image2")
+    official = tmp_path_factory.mktemp("official_image2")
+    for rate in rates:
+        run_image2_cli(rate, ours, program / "crds_cache")
+    run_official([(str(rate), {}) for rate in rates], program / "crds_cache", official,
+                 pipeline="Image2Pipeline")
+    return ours, official

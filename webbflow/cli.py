@@ -81,6 +81,52 @@ def image2(argv=None):
     return _one_stage("webbflow-image2", "rate", argv, plan, run)
 
 
+def image3(argv=None):
+    """One level-3 imaging association: members' crf, the product's i2d."""
+    import json  # noqa: PLC0415
+
+    from webbflow.pipelines.image3 import run_image3  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="webbflow-image3", description=__doc__)
+    parser.add_argument("asn", help="a level-3 association (its members' cal files beside it "
+                                    "or in its parent directory)")
+    parser.add_argument("--outdir", default=None, help="default: the members' directory")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(message)s")
+    try:
+        config = yaml.safe_load(Path(args.config).read_text())
+        asn_path = Path(args.asn)
+        try:
+            asn = json.loads(asn_path.read_text())
+            product = asn["products"][0]
+        except (OSError, ValueError, KeyError, IndexError) as exc:
+            raise WebbflowError(asn_path, f"not a readable association: {exc}") from None
+        members = []
+        for member in product["members"]:
+            if member.get("exptype", "science") != "science":
+                continue
+            here = asn_path.parent / member["expname"]
+            members.append(here if here.exists() else asn_path.parent.parent / member["expname"])
+        meta = read_product(members[0]).meta if members else {}
+        stage = planning.stage_config(config, "image3", meta)
+        outputs = run_image3([str(m) for m in members], stage, PIXEL,
+                             asn_id=asn["asn_id"], product_name=product["name"])
+        outdir = Path(args.outdir) if args.outdir else members[0].parent
+        for member, crf in zip(members, outputs["crf"]):
+            stem = member.name.removesuffix("_cal.fits")
+            write_product(outdir / f"{stem}_{asn['asn_id']}_crf.fits", crf)
+        write_product(outdir / f"{product['name']}_i2d.fits", outputs["i2d"])
+    except WebbflowError as exc:
+        print(f"webbflow: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit({"image2": image2}.get(sys.argv[1], detector1)(
-        sys.argv[2:] if sys.argv[1] == "image2" else None))
+    stages = {"image2": image2, "image3": image3}
+    if len(sys.argv) > 1 and sys.argv[1] in stages:
+        sys.exit(stages[sys.argv[1]](sys.argv[2:]))
+    sys.exit(detector1())

@@ -94,6 +94,14 @@ def image2_mem_mb(meta):
     return int(700 + 80 * pixels / 2**20)
 
 
+def image3_mem_mb(metas):
+    """An image3 job holds every member's cal arrays and pixel map (about 60 bytes a
+    pixel each) and the output grid's arrays (about the members' total area)."""
+    pixels = sum((m.get("subarray", {}).get("xsize") or 2048) *
+                 (m.get("subarray", {}).get("ysize") or 2048) for m in metas)
+    return int(800 + 100 * pixels / 2**20)
+
+
 def runs_image2(meta):
     """calwebb_image2 here: the imaging exposures (TSO and coronagraphy come later)."""
     return (meta.get("exposure", {}).get("type") in IMAGE2_EXP_TYPES

@@ -8,26 +8,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from tests.oracle.official import run_official
 
 pytestmark = pytest.mark.oracle
 
 NIRCAM = "jw01234005001_02101_00002_nrca1"
 MIRI = "jw01234006001_02101_00001_mirimage"
-
-
-@pytest.fixture(scope="module")
-def image2_side_by_side(imaging_rates, tmp_path_factory):
-    from tests.oracle.ours import run_image2_cli
-
-    program, rates = imaging_rates
-    ours = tmp_path_factory.mktemp("ours_image2")
-    official = tmp_path_factory.mktemp("official_image2")
-    for rate in rates:
-        run_image2_cli(rate, ours, program / "crds_cache")
-    run_official([(str(rate), {}) for rate in rates], program / "crds_cache", official,
-                 pipeline="Image2Pipeline")
-    return ours, official
 
 
 def _relative(ours, theirs):
@@ -38,8 +23,8 @@ def _relative(ours, theirs):
 
 
 @pytest.mark.parametrize("stem", [NIRCAM, MIRI])
-def test_cal_matches_official(image2_side_by_side, stem):
-    ours, official = image2_side_by_side
+def test_cal_matches_official(image2_products, stem):
+    ours, official = image2_products
     with fits.open(ours / f"{stem}_cal.fits") as a, fits.open(official / f"{stem}_cal.fits") as b:
         assert np.array_equal(np.isnan(a["SCI"].data), np.isnan(b["SCI"].data))
         assert np.array_equal(a["DQ"].data, b["DQ"].data)
@@ -56,13 +41,13 @@ def test_cal_matches_official(image2_side_by_side, stem):
 
 
 @pytest.mark.parametrize("stem", [NIRCAM, MIRI])
-def test_cal_wcs_matches_official(image2_side_by_side, stem):
+def test_cal_wcs_matches_official(image2_products, stem):
     """The gwcs in the ASDF tree and the FITS SIP approximation: ours, read by the
     official datamodels, give the official sky positions."""
     from stdatamodels.jwst import datamodels
     from astropy.wcs import WCS
 
-    ours, official = image2_side_by_side
+    ours, official = image2_products
     with datamodels.open(ours / f"{stem}_cal.fits") as a, \
             datamodels.open(official / f"{stem}_cal.fits") as b:
         ny, nx = b.data.shape
@@ -80,12 +65,12 @@ def test_cal_wcs_matches_official(image2_side_by_side, stem):
         assert np.max(np.abs(np.asarray(sip_a) - np.asarray(sip_b))) < 0.01 * 0.12 / 3600
 
 
-def test_cal_truth(imaging_rates, image2_side_by_side):
+def test_cal_truth(imaging_rates, image2_products):
     """Against the simulation: the cal image is the true count rate divided by the flat
     (pixel response x area) in MJy/sr, within the propagated ERR; and the sky, away from
     sources, is the simulated 0.1 MJy/sr to the stage-1 accuracy."""
     program, _ = imaging_rates
-    ours, _ = image2_side_by_side
+    ours, _ = image2_products
     with fits.open(ours / f"{NIRCAM}_cal.fits") as cal, \
             fits.open(program / "truth" / f"{NIRCAM}_truth.fits") as truth:
         conversion = cal["SCI"].header["PHOTMJSR"]
@@ -105,9 +90,9 @@ def test_cal_truth(imaging_rates, image2_side_by_side):
 
 
 @pytest.mark.parametrize("stem", [NIRCAM, MIRI])
-def test_i2d_matches_official(image2_side_by_side, stem):
+def test_i2d_matches_official(image2_products, stem):
     """The exposure drizzled alone: the same output grid, the same pixels."""
-    ours, official = image2_side_by_side
+    ours, official = image2_products
     with fits.open(ours / f"{stem}_i2d.fits") as a, fits.open(official / f"{stem}_i2d.fits") as b:
         for key in ("CRVAL1", "CRVAL2", "CDELT1", "CDELT2"):
             assert a["SCI"].header[key] == pytest.approx(b["SCI"].header[key], abs=1e-9), key
@@ -128,10 +113,10 @@ def test_i2d_matches_official(image2_side_by_side, stem):
             assert header_a[key] == header_b[key], key
 
 
-def test_i2d_conserves_flux(image2_side_by_side):
+def test_i2d_conserves_flux(image2_products):
     """Drizzling conserves total flux (surface brightness x pixel solid angle) to 0.1 %
     over the image interior."""
-    ours, _ = image2_side_by_side
+    ours, _ = image2_products
     with fits.open(ours / f"{NIRCAM}_cal.fits") as cal, \
             fits.open(ours / f"{NIRCAM}_i2d.fits") as i2d:
         area = cal["AREA"].data

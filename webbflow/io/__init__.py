@@ -5,6 +5,7 @@ from webbflow.io.products import (  # noqa: F401
     flatten_meta,
     get_meta,
     read_product,
+    read_wcs,
     set_meta,
     write_product,
 )

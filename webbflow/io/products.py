@@ -282,6 +282,30 @@ def _read_asdf_tree(path, hdulist):
         raise WebbflowError(path, f"unreadable ASDF metadata extension: {exc}") from None
 
 
+def read_wcs(path):
+    """The gwcs object a calibrated product carries in its ASDF tree (meta.wcs)."""
+    path = Path(path)
+    try:
+        with fits.open(path, memmap=False) as hdulist:
+            if _ASDF_EXTNAME not in hdulist:
+                raise WebbflowError(path, "has no ASDF extension, so no WCS")
+            raw = hdulist[_ASDF_EXTNAME].data["ASDF_METADATA"][0].tobytes()
+    except OSError as exc:
+        raise WebbflowError(path, f"not a readable FITS file ({exc})") from None
+    import asdf  # noqa: PLC0415 - seconds of extension loading, only where a WCS is needed
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with asdf.open(_io.BytesIO(raw), lazy_load=False, memmap=False) as af:
+                wcs = af.tree.get("meta", {}).get("wcs")
+    except Exception as exc:
+        raise WebbflowError(path, f"unreadable ASDF metadata extension: {exc}") from None
+    if wcs is None:
+        raise WebbflowError(path, "has no WCS (meta.wcs); was assign_wcs run?")
+    return wcs
+
+
 def _guess_model_type(hdulist):
     if "SCI" not in hdulist:
         return None

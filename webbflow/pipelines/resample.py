@@ -54,8 +54,12 @@ class Resampler:
     """Drizzle cal images one at a time onto the grid covering ``s_regions`` (the first
     input's orientation and scale); :meth:`product` gives the i2d."""
 
-    def __init__(self, ref_meta, ref_wcs, s_regions, options, dqflags):
+    def __init__(self, ref_meta, ref_wcs, s_regions, options, dqflags, *, bad_bits=None,
+                 variances=True):
+        """``bad_bits``: DQ bits that zero a pixel's weight (default DO_NOT_USE and
+        NON_SCIENCE); ``variances=False`` drizzles SCI and WHT only (outlier singles)."""
         self.options = options
+        self.variances = variances
         scale = options.get("pixel_scale")
         self.wcs, self.shape, scale_deg = output_wcs(
             s_regions, ref_wcs, ref_meta["wcsinfo"],
@@ -68,7 +72,12 @@ class Resampler:
             self.pixel_scale_ratio = self.pixel_scale / nominal
         else:
             self.pixel_scale_ratio = options.get("pixel_scale_ratio", 1.0)
-        self.bad_bits = dqflags["DO_NOT_USE"] | dqflags["NON_SCIENCE"]
+        self.bad_bits = dqflags["DO_NOT_USE"] | dqflags["NON_SCIENCE"] if bad_bits is None \
+            else bad_bits
+        self.reset()
+
+    def reset(self):
+        """Empty output arrays on the same grid (the next outlier single)."""
         self.sci = np.zeros(self.shape, np.float32)
         self.wht = np.zeros(self.shape, np.float32)
         self.con = np.zeros((0,) + self.shape, np.int32)
@@ -76,13 +85,19 @@ class Resampler:
         self.var_wt = {name: np.zeros(self.shape, np.float32) for name in VARIANCES}
         self.metas = []
 
-    def add(self, arrays, meta, wcs):
+    def pixel_map(self, wcs, shape):
+        """Output-grid position of every input pixel centre (reusable across passes:
+        outlier singles, blot and the final drizzle share the grid)."""
+        return pixel_map(wcs, self.wcs, shape)
+
+    def add(self, arrays, meta, wcs, pixmap=None):
         """Drizzle one cal image (arrays: data, dq, err, var_*; its meta and gwcs)."""
         index = len(self.metas)
         if index // 32 >= self.con.shape[0]:
             self.con = np.concatenate([self.con, np.zeros((1,) + self.shape, np.int32)])
         data = np.ascontiguousarray(arrays["data"], np.float32)
-        pixmap = pixel_map(wcs, self.wcs, data.shape)
+        if pixmap is None:
+            pixmap = self.pixel_map(wcs, data.shape)
         weight = drizzle_weight(arrays, meta, self.options.get("weight_type", "ivm"),
                                 self.bad_bits)
         level = (meta.get("background") or {}).get("level")
@@ -91,10 +106,15 @@ class Resampler:
         pixfrac = self.options.get("pixfrac", 1.0)
         drizzle_image(data, weight, pixmap, self.sci, self.wht, self.con[index // 32],
                       index % 32, pixfrac=pixfrac)
+        if self.variances:
+            self._add_variances(arrays, meta, data.shape, weight, pixmap, pixfrac)
+        self.metas.append(meta)
+
+    def _add_variances(self, arrays, meta, shape, weight, pixmap, pixfrac):
         resampled = {}
         for name in VARIANCES:
             var = arrays.get(name)
-            if var is None or var.shape != data.shape:
+            if var is None or var.shape != shape:
                 continue
             out = np.zeros(self.shape, np.float32)
             wht = np.zeros(self.shape, np.float32)
@@ -109,7 +129,6 @@ class Resampler:
             out_weight = np.full(self.shape, float(_tmeasure(meta)[0]), np.float64)
         for name, var in resampled.items():
             accumulate_variance(var, out_weight, self.var_sum[name], self.var_wt[name])
-        self.metas.append(meta)
 
     def product(self, template_meta):
         """The i2d Product: SCI (NaN where no weight), ERR, CON, WHT, VAR_*."""
