@@ -14,12 +14,11 @@ logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 try:
-    products = run_image3(list(snakemake.input.cal), json.loads(snakemake.params.steps),  # noqa: F821
-                          PIXEL, asn_id=snakemake.params.asn_id,  # noqa: F821
-                          product_name=snakemake.params.product)  # noqa: F821
-    for path, crf in zip(snakemake.output.crf, products["crf"]):  # noqa: F821
-        write_product(path, crf)
-    write_product(snakemake.output.i2d, products["i2d"])  # noqa: F821
+    i2d = run_image3(list(snakemake.input.cal), json.loads(snakemake.params.steps),  # noqa: F821
+                     PIXEL, asn_id=snakemake.params.asn_id,  # noqa: F821
+                     product_name=snakemake.params.product,  # noqa: F821
+                     write_crf=lambda index, crf: write_product(snakemake.output.crf[index], crf))  # noqa: F821
+    write_product(snakemake.output.i2d, i2d)  # noqa: F821
 except WebbflowError as exc:
     logging.error("%s", exc)
     print(f"webbflow: {exc}", file=sys.stderr)

@@ -112,13 +112,15 @@ def image3(argv=None):
             members.append(here if here.exists() else asn_path.parent.parent / member["expname"])
         meta = read_product(members[0]).meta if members else {}
         stage = planning.stage_config(config, "image3", meta)
-        outputs = run_image3([str(m) for m in members], stage, PIXEL,
-                             asn_id=asn["asn_id"], product_name=product["name"])
         outdir = Path(args.outdir) if args.outdir else members[0].parent
-        for member, crf in zip(members, outputs["crf"]):
-            stem = member.name.removesuffix("_cal.fits")
+
+        def write_crf(index, crf):
+            stem = members[index].name.removesuffix("_cal.fits")
             write_product(outdir / f"{stem}_{asn['asn_id']}_crf.fits", crf)
-        write_product(outdir / f"{product['name']}_i2d.fits", outputs["i2d"])
+
+        i2d = run_image3([str(m) for m in members], stage, PIXEL, asn_id=asn["asn_id"],
+                         product_name=product["name"], write_crf=write_crf)
+        write_product(outdir / f"{product['name']}_i2d.fits", i2d)
     except WebbflowError as exc:
         print(f"webbflow: {exc}", file=sys.stderr)
         return 1

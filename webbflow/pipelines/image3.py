@@ -26,23 +26,32 @@ CAL_ARRAYS = ("data", "err", "dq", "var_poisson", "var_rnoise", "var_flat")
 NOT_YET = ("tweakreg", "skymatch")
 
 
-def _read_cal(path):
-    cal = read_product(path, require=("data", "err", "dq"))
-    arrays = {}
-    for name in CAL_ARRAYS + ("area",):
-        if cal.has(name):
-            array = cal[name]
-            arrays[name] = np.array(array, dtype=array.dtype.newbyteorder("="))
-    meta = copy.deepcopy(cal.meta)
-    cal.close()
-    if arrays["data"].ndim != 2:
-        raise WebbflowError(path, "calwebb_image3 takes 2-D cal images")
+def _read_cal_meta(path):
+    with read_product(path, require=("data", "err", "dq")) as cal:
+        if len(cal.shape("data")) != 2:
+            raise WebbflowError(path, "calwebb_image3 takes 2-D cal images")
+        meta = copy.deepcopy(cal.meta)
     meta["wcs"] = read_wcs(path)
+    return meta
+
+
+def _read_cal(path, meta, names=CAL_ARRAYS + ("area",)):
+    """A member's arrays (native byte order) under its already-read ``meta``."""
+    arrays = {}
+    with read_product(path, require=("data", "err", "dq")) as cal:
+        for name in names:
+            if cal.has(name):
+                array = cal[name]
+                arrays[name] = np.array(array, dtype=array.dtype.newbyteorder("="))
     return Product("ImageModel", meta=meta, arrays=arrays, path=path)
 
 
-def run_image3(cal_paths, config, dqflags, *, asn_id, product_name):
-    """Returns {"crf": [Product per input], "i2d": Product}."""
+def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf):
+    """Calibrate one association; ``write_crf(index, product)`` receives each member's crf
+    as soon as it is final. Returns the i2d Product.
+
+    Members are read from disk for each pass instead of held together: at any time one
+    member's arrays, the pixel maps and the output-grid arrays are in memory."""
     steps = config["steps"]
     for step in NOT_YET:
         if not steps.get(step, {}).get("skip"):
@@ -50,76 +59,79 @@ def run_image3(cal_paths, config, dqflags, *, asn_id, product_name):
                                               f"image3.steps.{step}.skip: true")
     if not cal_paths:
         raise WebbflowError(product_name, "the association has no science members")
-    cals = [_read_cal(path) for path in cal_paths]
-    for cal in cals:
+    metas = [_read_cal_meta(path) for path in cal_paths]
+    ref = metas[0]
+    s_regions = [m["wcsinfo"]["s_region"] for m in metas]
+    final = Resampler(ref, ref["wcs"], s_regions, steps["resample"], dqflags)
+    pixmaps = [final.pixel_map(m["wcs"], _shape(path)) for m, path in zip(metas, cal_paths)]
+
+    outliers = steps["outlier_detection"]
+    median = None
+    if not outliers.get("skip") and len({_group_id(m) for m in metas}) > 1:
+        median = _median_of_singles(cal_paths, metas, pixmaps, s_regions, outliers, dqflags)
+    for index, (path, meta, pixmap) in enumerate(zip(cal_paths, metas, pixmaps)):
+        cal = _read_cal(path, meta)
         for step in NOT_YET:
-            cal.meta.setdefault("cal_step", {})[step] = "SKIPPED"
-    ref = cals[0].meta
-    s_regions = [c.meta["wcsinfo"]["s_region"] for c in cals]
-    resample_options = steps["resample"]
-    final = Resampler(ref, ref["wcs"], s_regions, resample_options, dqflags)
-    pixmaps = [final.pixel_map(c.meta["wcs"], c["data"].shape) for c in cals]
-
-    if not steps["outlier_detection"].get("skip") and len({_group_id(c.meta) for c in cals}) > 1:
-        _flag_outliers(cals, pixmaps, s_regions, steps["outlier_detection"], dqflags)
-        status = "COMPLETE"
-    else:
-        status = "SKIPPED"
-    for cal in cals:
-        cal.meta.setdefault("cal_step", {})["outlier_detection"] = status
-        cal.meta.setdefault("asn", {})["table_name"] = f"{product_name}_asn"
-
-    for cal, pixmap in zip(cals, pixmaps):
-        final.add(cal.arrays, cal.meta, cal.meta["wcs"], pixmap=pixmap)
+            meta.setdefault("cal_step", {})[step] = "SKIPPED"
+        if median is not None:
+            _flag_outliers(cal, median, pixmap, outliers, dqflags)
+        meta.setdefault("cal_step", {})["outlier_detection"] = \
+            "COMPLETE" if median is not None else "SKIPPED"
+        meta.setdefault("asn", {})["table_name"] = f"{product_name}_asn"
+        final.add(cal.arrays, meta, meta["wcs"], pixmap=pixmap)
+        write_crf(index, cal)
+        del cal
     i2d = final.product(ref)
     i2d.meta["filename"] = f"{product_name}_i2d.fits"
-    return {"crf": cals, "i2d": i2d}
+    return i2d
 
 
-def _flag_outliers(cals, pixmaps, s_regions, options, dqflags):
-    """The imaging outlier_detection: each exposure group drizzled alone on the output
-    grid, their weight-masked median blotted back to every input, pixels far from it
-    flagged DO_NOT_USE|OUTLIER and set to NaN."""
-    ref = cals[0].meta
+def _shape(path):
+    with read_product(path, require=("data",)) as cal:
+        return cal.shape("data")[-2:]
+
+
+def _median_of_singles(cal_paths, metas, pixmaps, s_regions, options, dqflags):
+    """Each exposure group drizzled alone on the output grid (DO_NOT_USE pixels out),
+    masked where its weight is below maskpt x its clipped mean weight; their median."""
+    ref = metas[0]
     single = Resampler(ref, ref["wcs"], s_regions,
                        {"pixfrac": options.get("pixfrac", 1.0),
                         "weight_type": options.get("weight_type", "ivm")},
                        dqflags, bad_bits=dqflags["DO_NOT_USE"], variances=False)
     groups = {}
-    for index, cal in enumerate(cals):
-        groups.setdefault(_group_id(cal.meta), []).append(index)
-    singles, thresholds = [], []
-    maskpt = options.get("maskpt", 0.7)
-    for indices in groups.values():
+    for index, meta in enumerate(metas):
+        groups.setdefault(_group_id(meta), []).append(index)
+    singles = np.empty((len(groups),) + single.shape, np.float32)
+    for k, indices in enumerate(groups.values()):
         single.reset()
         for index in indices:
-            single.add(cals[index].arrays, cals[index].meta, cals[index].meta["wcs"],
-                       pixmap=pixmaps[index])
-        sci = single.sci.copy()
-        sci[single.wht == 0] = np.nan
-        threshold = compute_weight_threshold(single.wht, maskpt)
-        sci[single.wht < threshold] = np.nan
-        singles.append(sci)
-        thresholds.append(threshold)
-    median = median_of_singles(np.stack(singles))
-    del singles
+            cal = _read_cal(cal_paths[index], metas[index], ("data", "dq", "var_rnoise"))
+            single.add(cal.arrays, metas[index], metas[index]["wcs"], pixmap=pixmaps[index])
+        threshold = compute_weight_threshold(single.wht, options.get("maskpt", 0.7))
+        singles[k] = single.sci
+        singles[k][single.wht == 0] = np.nan
+        singles[k][single.wht < threshold] = np.nan
+    return median_of_singles(singles)
+
+
+def _flag_outliers(cal, median, pixmap, options, dqflags):
+    """Pixels far from the blotted median: DO_NOT_USE|OUTLIER, values NaN."""
     snr1, snr2 = (float(v) for v in str(options.get("snr", "5.0 4.0")).split())
     scale1, scale2 = (float(v) for v in str(options.get("scale", "1.2 0.7")).split())
-    flag = np.uint32(dqflags["DO_NOT_USE"] | dqflags["OUTLIER"])
-    for cal, pixmap in zip(cals, pixmaps):
-        arrays = cal.arrays
-        blot = np.full(arrays["data"].shape, np.nan, np.float32)
-        where = np.where(np.isnan(pixmap), -1.0, pixmap)
-        blot_image(median, where, blot, fillval=np.nan, interp="linear")
-        background = cal.meta.get("background") or {}
-        backg = options.get("backg", 0.0)
-        if background.get("subtracted") is False and background.get("level") is not None:
-            backg = background["level"]
-        mask = flag_resampled_crs(arrays["data"], arrays["err"], blot, snr1, snr2, scale1,
-                                  scale2, backg)
-        arrays["dq"] |= mask.astype(np.uint32) * flag
-        log.info("%s: %d pixels marked as outliers", cal.path, int(np.count_nonzero(mask)))
-        _match_nans_and_flags(arrays, dqflags["DO_NOT_USE"])
+    arrays = cal.arrays
+    blot = np.full(arrays["data"].shape, np.nan, np.float32)
+    blot_image(median, np.where(np.isnan(pixmap), -1.0, pixmap), blot, fillval=np.nan,
+               interp="linear")
+    background = cal.meta.get("background") or {}
+    backg = options.get("backg", 0.0)
+    if background.get("subtracted") is False and background.get("level") is not None:
+        backg = background["level"]
+    mask = flag_resampled_crs(arrays["data"], arrays["err"], blot, snr1, snr2, scale1, scale2,
+                              backg)
+    arrays["dq"] |= mask.astype(np.uint32) * np.uint32(dqflags["DO_NOT_USE"] | dqflags["OUTLIER"])
+    log.info("%s: %d pixels marked as outliers", cal.path, int(np.count_nonzero(mask)))
+    _match_nans_and_flags(arrays, dqflags["DO_NOT_USE"])
 
 
 def _match_nans_and_flags(arrays, do_not_use):
