@@ -77,8 +77,9 @@ def test_dry_run_plans_one_stage1_job_per_exposure(small_program, tmp_path):
     counts, _ = _planned(program)
     # four level-2 associations and two level-3 ones: the nested copy's header says
     # observation 2, and headers, not names, decide the grouping
-    # and each imaging exposure's calwebb_image2 job
-    assert counts == {"association": 6, "detector1": 4, "image2": 4, "all": 1, "total": 15}
+    # and each imaging exposure's calwebb_image2 job, each level-3 association's image3 job
+    assert counts == {"association": 6, "detector1": 4, "image2": 4, "image3_1": 1,
+                      "image3_2": 1, "all": 1, "total": 17}
 
 
 def test_associations_from_headers_unless_delivered(finished_run, tmp_path):
@@ -263,8 +264,8 @@ def test_dark_exposures_go_through_calwebb_dark(tmp_path):
     program = tmp_path / "jw01234"
     simulate_program(program, [science, dark], seed=9)
     counts, _ = _planned(program)
-    assert counts == {"association": 2, "dark": 1, "detector1": 1, "image2": 1, "all": 1,
-                      "total": 6}
+    assert counts == {"association": 2, "dark": 1, "detector1": 1, "image2": 1, "image3_1": 1,
+                      "all": 1, "total": 7}
     _snakemake(program)
     stem = "jw01234009001_02101_00001_nis"
     assert read_product(program / f"{stem}_dark.fits").model_type == "RampModel"
