@@ -21,10 +21,11 @@ What is reproduced (bit for bit where it was checked, see tests/kernels/test_dri
     2.x is only used for the region above), jacobian = half the cross product of the
     quad's diagonals, ``w = weight * wt_scale / jacobian``, ``dow = float32(area * w)``;
   - context bit set where ``dow > 0``; pixels with ``dow == 0`` (zero weight) are not
-    added at all; otherwise ``out = (out * W + d * dow) / (W + dow)`` (float32 products and
-    sum, one float64 division, result rounded to float32; the first contribution to an
-    empty pixel is copied), ``W += dow`` in float32; with a DQ pair, the output DQ is
-    the input DQ for the first contribution and OR-ed afterwards (the 'var' path of C);
+    added at all; otherwise ``out = (out * W + d * dow) / (W + dow)`` (float32 products, sum
+    and division -- C divides in double and rounds, the same value; the first
+    contribution to an empty pixel is copied), ``W += dow`` in float32; with a DQ pair,
+    the output DQ is the input DQ for the first contribution and OR-ed afterwards (the
+    'var' path of C);
   - ``kernel='point'`` (or pixfrac <= 0.001): whole pixel value and weight
     ``weight * wt_scale`` to the output pixel round(pixmap), no jacobian.
 
@@ -51,7 +52,6 @@ from webbflow.kernels._options import njit
 
 _VERTEX_ATOL = 1.0e-12
 _DBL_MIN = 2.2250738585072014e-308          # MIN_DOUBLE of cdrizzleutil.h (sic: positive)
-_DBL_MAX = 1.7976931348623158e308
 _APPROX_ZERO = 1.0e3 * _DBL_MIN
 _MAX_INV_ERR = 0.03
 _GOLDEN = 0.6180339887498948482
@@ -292,7 +292,8 @@ def _simplify_polygon(vx, vy, n):
         dpy = vy[kn] - vy[kp]
         dqx = vx[kc] - vx[kp]
         dqy = vy[kc] - vy[kp]
-        if abs(dpx * dqy - dpy * dqx) > _APPROX_ZERO and math.sqrt(dpx * dpx + dpy * dpy) > _VERTEX_ATOL:
+        if (abs(dpx * dqy - dpy * dqx) > _APPROX_ZERO
+                and math.sqrt(dpx * dpx + dpy * dpy) > _VERTEX_ATOL):
             qx[q] = vx[kc]
             qy[q] = vy[kc]
             q += 1
@@ -573,14 +574,20 @@ def _scan_rows(pixmap, xmin, xmax, ymin, ymax, out_ny, out_nx, row_x1, row_x2):
         if xlt >= xrt:
             if xlb >= xrb:
                 continue                                # 3: empty line
-            row_x1[y] = int(_cround(xlb))
-            row_x2[y] = int(_cround(xrb))
+            xa = xlb
+            xb = xrb
         elif xlb >= xrb:
-            row_x1[y] = int(_cround(xlt))
-            row_x2[y] = int(_cround(xrt))
+            xa = xlt
+            xb = xrt
         else:
-            row_x1[y] = int(_cround(xlb if xlb > xlt else xlt))
-            row_x2[y] = int(_cround(xrb if xrb < xrt else xrt))
+            xa = xlb if xlb > xlt else xlt
+            xb = xrb if xrb < xrt else xrt
+        if xa != xa or xb != xb:
+            # a NaN limit (from a horizontal edge): C's (int) gives INT_MIN, i.e. an
+            # empty row, or a loop from INT_MIN (undefined); skip the row
+            continue
+        row_x1[y] = int(_cround(xa))                    # within xmin..xmax (clamped above)
+        row_x2[y] = int(_cround(xb))
     return jlo, jhi, True
 
 
@@ -980,10 +987,12 @@ def _drizzle_kernel(data, weight, use_weight, pixmap, out_sci, out_wht, out_con,
                                             dover += sg_0 * 0.5 * (xhi - xlo) * (yhi + ylo)
                                         else:
                                             xtop = (dx_0 + det) / dy
-                                            dover += sg_0 * (0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop)
+                                            t = 0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop
+                                            dover += sg_0 * t
                                     else:
                                         xtop = (dx_0 + det) / dy
-                                        dover += sg_0 * (0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo)
+                                        t = 0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo
+                                        dover += sg_0 * t
                         if act_1:
                             sy1 = qy1 - ys
                             sy2 = qy2 - ys
@@ -1009,10 +1018,12 @@ def _drizzle_kernel(data, weight, use_weight, pixmap, out_sci, out_wht, out_con,
                                             dover += sg_1 * 0.5 * (xhi - xlo) * (yhi + ylo)
                                         else:
                                             xtop = (dx_1 + det) / dy
-                                            dover += sg_1 * (0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop)
+                                            t = 0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop
+                                            dover += sg_1 * t
                                     else:
                                         xtop = (dx_1 + det) / dy
-                                        dover += sg_1 * (0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo)
+                                        t = 0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo
+                                        dover += sg_1 * t
                         if act_2:
                             sy1 = qy2 - ys
                             sy2 = qy3 - ys
@@ -1038,10 +1049,12 @@ def _drizzle_kernel(data, weight, use_weight, pixmap, out_sci, out_wht, out_con,
                                             dover += sg_2 * 0.5 * (xhi - xlo) * (yhi + ylo)
                                         else:
                                             xtop = (dx_2 + det) / dy
-                                            dover += sg_2 * (0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop)
+                                            t = 0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop
+                                            dover += sg_2 * t
                                     else:
                                         xtop = (dx_2 + det) / dy
-                                        dover += sg_2 * (0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo)
+                                        t = 0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo
+                                        dover += sg_2 * t
                         if act_3:
                             sy1 = qy3 - ys
                             sy2 = qy0 - ys
@@ -1067,10 +1080,12 @@ def _drizzle_kernel(data, weight, use_weight, pixmap, out_sci, out_wht, out_con,
                                             dover += sg_3 * 0.5 * (xhi - xlo) * (yhi + ylo)
                                         else:
                                             xtop = (dx_3 + det) / dy
-                                            dover += sg_3 * (0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop)
+                                            t = 0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop
+                                            dover += sg_3 * t
                                     else:
                                         xtop = (dx_3 + det) / dy
-                                        dover += sg_3 * (0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo)
+                                        t = 0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo
+                                        dover += sg_3 * t
                         if dover == 0.0:
                             continue
                         dow = np.float32(dover * w)

@@ -253,6 +253,111 @@ def write_imaging_references(refs, det, specs, rng):
     photom_meta["photometry"] = pixar
     refs.write(inst, "photom", _PHOTOM_MODELS[inst], photom_meta, {},
                tables={"phot_table": table}, match=match)
+
+    # APCORR and ABVEGAOFFSET (source_catalog). The stars are pixel-integrated circular
+    # Gaussians (FWHM 1.6 px near-IR, 2.0 px MIRI: ``_sky_rate``). In a drizzled i2d at
+    # the native scale (pixfrac 1) as photometered by exact-overlap circular apertures,
+    # a star's profile along each axis is that Gaussian convolved with four one-pixel
+    # boxes, on average over the sub-pixel phases: the detector's pixel integration,
+    # the drizzle's square input pixels, their integration over the output pixel, and
+    # the aperture's piecewise-constant view of the output pixels. The encircled
+    # energies of that separable profile, EE(r) = P(X^2 + Y^2 <= r^2), follow from its
+    # one-dimensional density (the Gaussian convolved with the Irwin-Hall density of
+    # four boxes, on a 0.001 px grid) by Gauss-Legendre quadrature across the disc:
+    # radii for EE 10..90 % and apcorr = 1 / EE (the annulus, at 5-7.5 FWHM, holds no
+    # starlight). Radii are native pixels (the step divides by pixel_scale_ratio).
+    from scipy.optimize import brentq  # noqa: PLC0415
+    from astropy.table import Table  # noqa: PLC0415
+
+    fwhm = 2.0 if det.is_miri else 1.6
+    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    step = 1e-3
+    grid = np.arange(-12.0, 12.0 + step / 2, step)
+    density = np.exp(-0.5 * (grid / sigma) ** 2)
+    for _ in range(4):  # Gaussian (x) box^4 on the fine grid, renormalised each time
+        box = np.ones(int(round(1.0 / step)) + 1)
+        box[[0, -1]] = 0.5
+        density = np.convolve(density, box, mode="same")
+        density /= density.sum() * step
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1])) * step])
+    cdf /= cdf[-1]
+
+    def encircled(r):
+        nodes, weights = np.polynomial.legendre.leggauss(400)
+        x = r * nodes
+        half = np.interp(np.sqrt(np.maximum(r * r - x * x, 0.0)), grid, cdf)
+        return float(np.sum(weights * r * np.interp(x, grid, density) * (2.0 * half - 1.0)))
+
+    eefractions = np.round(np.arange(0.1, 0.95, 0.1), 2)
+    radii = [brentq(lambda r, p=p: encircled(r) - p, 1e-3, 10.0, xtol=1e-10)
+             for p in eefractions]
+    skyin, skyout = 5.0 * fwhm, 7.5 * fwhm
+    subarrays = sorted({s.subarray for s in specs} | {"FULL"})
+    rows = []
+    for filter_name, pupil in filters:
+        for selector in (subarrays if inst == "MIRI" else [pupil]):
+            for ee, radius in zip(eefractions, radii):
+                rows.append(((filter_name,) if inst != "FGS" else ()) +
+                            ((selector,) if inst != "FGS" else ()) +
+                            (ee, radius, 1.0 / ee, skyin, skyout))
+    selector_cols = {"NIRCAM": [("filter", "S12"), ("pupil", "S15")],
+                     "NIRISS": [("filter", "S12"), ("pupil", "S15")],
+                     "MIRI": [("filter", "S12"), ("subarray", "S17")], "FGS": []}[inst]
+    apcorr_table = np.array(rows, dtype=selector_cols + [
+        (name, ">f4") for name in ("eefraction", "radius", "apcorr", "skyin", "skyout")])
+    if inst == "FGS":  # FGS tables carry no selector: one PSF per detector
+        apcorr_table = apcorr_table[:len(eefractions)]
+    model = getattr(datamodels, {"NIRCAM": "NrcImgApcorrModel", "NIRISS": "NisImgApcorrModel",
+                                 "MIRI": "MirImgApcorrModel", "FGS": "FgsImgApcorrModel"}[inst])()
+    model.apcorr_table = apcorr_table
+    model.meta.instrument.name = inst
+    model.meta.instrument.detector = detname
+    model.meta.exposure.type = next(s.exp_type for s in specs)
+    model.meta.exposure.p_exptype = "|".join(IMAGING_EXP_TYPES) + "|"
+    model.meta.description = (f"synthetic aperture corrections for {detname}: Gaussian PSF "
+                              f"FWHM {fwhm} px, pixel-integrated and drizzled")
+    model.meta.reftype = "APCORR"
+    model.meta.author = "webbflow synthetic observatory"
+    model.meta.pedigree = "DUMMY"
+    model.meta.useafter = "2000-01-01T00:00:00"
+    model.meta.telescope = "JWST"
+    # FITS like the delivered APCORR files; ReferenceWriter.write (webbflow's product
+    # writer) has no layout for the *ApcorrModel classes, so the model saves itself
+    key = (inst, "apcorr")
+    refs.serial[key] = refs.serial.get(key, refs.serial_start - 1) + 1
+    name = f"jwst_{inst.lower()}_apcorr_{refs.serial[key]:04d}.fits"
+    path = references_dir(refs.cache_root, inst) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(path))
+    refs.entries.append(RuleEntry(inst, "apcorr", name, match))
+
+    # m_AB - m_Vega at each filter's pivot wavelength (the digits of the name, in units
+    # of 10 nm: F200W 2.00 um, F770W 7.70 um), interpolated in a table of Vega's
+    # spectrum read off the delivered files
+    vega_um = [0.7, 0.9, 1.15, 1.5, 2.0, 2.77, 3.56, 4.44, 5.6, 7.7, 10.0, 12.8, 15.0, 18.0,
+               21.0, 25.5]
+    vega_offset = [0.26, 0.50, 0.76, 1.17, 1.69, 2.29, 2.78, 3.23, 3.73, 4.32, 4.87, 5.36,
+                   5.70, 6.10, 6.46, 6.92]
+
+    def abvega(filter_name):
+        digits = "".join(c for c in filter_name if c.isdigit())
+        wave = int(digits) / 100.0 if digits else 2.0
+        return float(np.interp(np.log(wave), np.log(vega_um), vega_offset))
+
+    model = datamodels.ABVegaOffsetModel()
+    if inst == "FGS":
+        model.abvega_offset = Table({"detector": [detname], "abvega_offset":
+                                     np.array([abvega("F200W")], np.float32)})
+    else:
+        columns = {"filter": [f for f, _ in filters]}
+        if inst != "MIRI":
+            columns["pupil"] = [p for _, p in filters]
+        columns["abvega_offset"] = np.array([abvega(f) for f, _ in filters], np.float32)
+        model.abvega_offset = Table(columns)
+    model.meta.instrument.name = inst
+    model.meta.instrument.detector = detname
+    model.meta.description = f"synthetic AB - Vega offsets for {detname}"
+    refs.write_asdf(inst, "abvegaoffset", model, match=match)
     return opt
 
 
