@@ -83,16 +83,22 @@ def output_wcs(s_regions, ref_wcs, ref_wcsinfo, *, pixel_scale_ratio=1.0, pixel_
     return wcs, shape, pixel_scale
 
 
-def pixel_map(input_wcs, output, shape):
-    """Output-grid (x, y) of every input pixel centre: float64 (ny, nx, 2), NaN off the
-    input's bounding box (as the official calc_pixmap, whose 'to' box is ignored)."""
+def pixel_map(input_wcs, output, shape, rows_per_block=128):
+    """Output-grid (x, y) of every input pixel centre: float64 (ny, nx, 2), as the
+    official calc_pixmap (input WCS forward, output WCS inverse, the output's bounding
+    box ignored). Evaluated in row blocks: the transform chain makes a dozen temporaries
+    per point, which for a whole 2048x2048 frame would cost more memory than the image."""
     ny, nx = shape
-    y, x = np.indices(shape, dtype=np.float64)
-    saved = output.bounding_box
-    output.bounding_box = None
-    try:
-        ra, dec = input_wcs(x, y)
-        xo, yo = output.invert(ra, dec)
-    finally:
-        output.bounding_box = saved
-    return np.dstack([xo, yo])
+    out = np.empty((ny, nx, 2), np.float64)
+    forward = input_wcs.forward_transform
+    backward = output.backward_transform
+    x = np.arange(nx, dtype=np.float64)
+    for y0 in range(0, ny, rows_per_block):
+        y1 = min(ny, y0 + rows_per_block)
+        yy, xx = np.meshgrid(np.arange(y0, y1, dtype=np.float64), x, indexing="ij")
+        # every input pixel centre lies inside the input's bounding box
+        ra, dec = forward(xx, yy, with_bounding_box=False)
+        xo, yo = backward(ra, dec, with_bounding_box=False)
+        out[y0:y1, :, 0] = xo
+        out[y0:y1, :, 1] = yo
+    return out
