@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from webbflow.kernels._common import _select_kth, run_row_blocks
+from webbflow.kernels._common import _pairwise_sum, _select_kth, run_row_blocks
 from webbflow.kernels._options import njit
 
 DEFAULT_SNR = (5.0, 4.0)      # step parameter snr = "5.0 4.0"
@@ -35,79 +35,6 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # --------------------------------------------------------------------------------------
 # weight threshold
 # --------------------------------------------------------------------------------------
-
-@njit
-def _pairwise_leaf(a, start, n):
-    """numpy's pairwise_sum base case for 1 <= n <= 128 values: a plain loop below 8,
-    else 8 interleaved accumulators, combined as ((0+1)+(2+3))+((4+5)+(6+7)), then the
-    remainder one by one."""
-    if n < 8:
-        res = a[start]                  # numpy starts from -0.0, and -0.0 + x == x
-        for i in range(start + 1, start + n):
-            res += a[i]
-        return res
-    r0 = a[start]
-    r1 = a[start + 1]
-    r2 = a[start + 2]
-    r3 = a[start + 3]
-    r4 = a[start + 4]
-    r5 = a[start + 5]
-    r6 = a[start + 6]
-    r7 = a[start + 7]
-    m = n - n % 8
-    for j in range(start + 8, start + m, 8):
-        r0 += a[j]
-        r1 += a[j + 1]
-        r2 += a[j + 2]
-        r3 += a[j + 3]
-        r4 += a[j + 4]
-        r5 += a[j + 5]
-        r6 += a[j + 6]
-        r7 += a[j + 7]
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for i in range(start + m, start + n):
-        res += a[i]
-    return res
-
-
-@njit
-def _pairwise_sum(a, start, n):
-    """Sum of a[start:start+n] (n >= 1) in a's dtype, in the order of numpy's pairwise
-    ``add.reduce`` over one contiguous run: blocks of <= 128 values summed by
-    :func:`_pairwise_leaf`, larger runs split in two at n // 2 rounded down to a multiple
-    of 8 and the halves' sums added. numpy recurses; this walks the same tree with an
-    explicit stack (numba's cache mishandles recursive functions)."""
-    if n <= 128:
-        return _pairwise_leaf(a, start, n)
-    node_start = np.empty(128, np.int64)
-    node_n = np.empty(128, np.int64)      # n < 0: both halves of node -n are summed
-    partial = np.empty(128, a.dtype)
-    sp = 1
-    node_start[0] = start
-    node_n[0] = n
-    vp = 0
-    while sp > 0:
-        sp -= 1
-        s0 = node_start[sp]
-        m = node_n[sp]
-        if m < 0:                       # combine: left was pushed first
-            vp -= 1
-            right = partial[vp]
-            partial[vp - 1] = partial[vp - 1] + right
-        elif m <= 128:
-            partial[vp] = _pairwise_leaf(a, s0, m)
-            vp += 1
-        else:
-            m2 = m // 2
-            m2 -= m2 % 8
-            node_n[sp] = -m             # revisit to combine after both halves
-            node_start[sp + 1] = s0 + m2
-            node_n[sp + 1] = m - m2
-            node_start[sp + 2] = s0
-            node_n[sp + 2] = m2
-            sp += 3
-    return partial[0]
-
 
 @njit
 def _gather_finite_nonzero(w, vals):

@@ -9,85 +9,8 @@ the official code works on a float64 buffer).
 import numpy as np
 from numba import prange
 
+from webbflow.kernels._common import _pairwise_sum
 from webbflow.kernels._options import njit
-
-
-@njit
-def _leaf_sum(a, lo, n):
-    """numpy's pairwise-sum leaf (n <= 128): 8 accumulators, then the tail."""
-    if n < 8:
-        res = a[lo]
-        for i in range(lo + 1, lo + n):
-            res += a[i]
-        return res
-    r0 = a[lo]
-    r1 = a[lo + 1]
-    r2 = a[lo + 2]
-    r3 = a[lo + 3]
-    r4 = a[lo + 4]
-    r5 = a[lo + 5]
-    r6 = a[lo + 6]
-    r7 = a[lo + 7]
-    m = n - (n % 8)
-    i = 8
-    while i < m:
-        j = lo + i
-        r0 += a[j]
-        r1 += a[j + 1]
-        r2 += a[j + 2]
-        r3 += a[j + 3]
-        r4 += a[j + 4]
-        r5 += a[j + 5]
-        r6 += a[j + 6]
-        r7 += a[j + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@njit
-def _pairwise_sum(a, lo, n):
-    """numpy's pairwise sum of a[lo:lo+n] (n >= 1) in a's dtype, without recursion
-    (recursive kernels do not survive numba's on-disk cache)."""
-    if n <= 128:
-        return _leaf_sum(a, lo, n)
-    los = np.empty(256, np.int64)
-    ns = np.empty(256, np.int64)
-    phase = np.empty(256, np.int64)
-    res = np.empty(128, a.dtype)
-    sp = 0
-    rsp = 0
-    los[0] = lo
-    ns[0] = n
-    phase[0] = 0
-    sp = 1
-    while sp > 0:
-        sp -= 1
-        l = los[sp]
-        m = ns[sp]
-        if m <= 128:
-            res[rsp] = _leaf_sum(a, l, m)
-            rsp += 1
-        elif phase[sp] == 0:
-            n2 = m // 2
-            n2 -= n2 % 8
-            phase[sp] = 1
-            sp += 1
-            los[sp] = l + n2
-            ns[sp] = m - n2
-            phase[sp] = 0
-            sp += 1
-            los[sp] = l
-            ns[sp] = n2
-            phase[sp] = 0
-            sp += 1
-        else:
-            res[rsp - 2] = res[rsp - 2] + res[rsp - 1]
-            rsp -= 1
-    return res[0]
 
 
 @njit

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from webbflow.errors import WebbflowError
+from webbflow.kernels._common import _pairwise_sum
 from webbflow.kernels._options import njit
 
 log = logging.getLogger("webbflow.source_catalog")
@@ -341,86 +342,6 @@ def _circle_weights(x, y, r_out, r_in, exact):
 
 
 @njit
-def _pairwise_block(a, lo, n):
-    """numpy's pairwise_sum leaf (n <= 128): eight accumulators, then the tail."""
-    if n < 8:
-        res = 0.0
-        for i in range(lo, lo + n):
-            res += a[i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    while i < n - (n % 8):
-        r0 += a[lo + i]
-        r1 += a[lo + i + 1]
-        r2 += a[lo + i + 2]
-        r3 += a[lo + i + 3]
-        r4 += a[lo + i + 4]
-        r5 += a[lo + i + 5]
-        r6 += a[lo + i + 6]
-        r7 += a[lo + i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@njit
-def _pairwise(a, lo, n):
-    """``np.sum`` of the contiguous float64 a[lo:lo + n], bit for bit: numpy's pairwise
-    summation (blocks of at most 128, halves cut at multiples of 8), its recursion
-    unrolled on an explicit stack (numba's cache mishandles recursive functions)."""
-    if n <= 128:
-        return _pairwise_block(a, lo, n)
-    f_lo = np.empty(64, np.int64)
-    f_n = np.empty(64, np.int64)
-    f_stage = np.zeros(64, np.int64)
-    f_left = np.empty(64)
-    top = 0
-    f_lo[0] = lo
-    f_n[0] = n
-    have = False
-    val = 0.0
-    while True:
-        if not have:
-            clo = f_lo[top]
-            cn = f_n[top]
-            if cn <= 128:
-                val = _pairwise_block(a, clo, cn)
-                have = True
-                top -= 1
-            else:
-                n2 = cn // 2
-                n2 -= n2 % 8
-                f_stage[top] = 1
-                top += 1
-                f_lo[top] = clo
-                f_n[top] = n2
-                f_stage[top] = 0
-        else:
-            if top < 0:
-                return val
-            if f_stage[top] == 1:
-                f_left[top] = val
-                f_stage[top] = 2
-                cn = f_n[top]
-                n2 = cn // 2
-                n2 -= n2 % 8
-                clo = f_lo[top] + n2
-                top += 1
-                f_lo[top] = clo
-                f_n[top] = cn - n2
-                f_stage[top] = 0
-                have = False
-            else:
-                val = f_left[top] + val
-                top -= 1
-
-
-@njit
 def _aperture_sums(data, error, xs, ys, radii):
     """Exact-overlap circular aperture sums and errors (sqrt of the weighted error
     squares) at each position for each radius; NaN without overlap, NaN data propagate
@@ -447,20 +368,20 @@ def _aperture_sums(data, error, xs, ys, radii):
                         err = error[iy0 + j, ix0 + q]
                         var[m] = (err * err) * wt
                         m += 1
-            sums[k, i] = _pairwise(vals, 0, m)
-            errs[k, i] = np.sqrt(_pairwise(var, 0, m))
+            sums[k, i] = _pairwise_sum(vals, 0, m)
+            errs[k, i] = np.sqrt(_pairwise_sum(var, 0, m))
     return sums, errs
 
 
 @njit
 def _mean_std(v, n):
     """np.std (ddof 0): pairwise sums of the values and of the squared deviations."""
-    mean = _pairwise(v, 0, n) / n
+    mean = _pairwise_sum(v, 0, n) / n
     dev = np.empty(n)
     for i in range(n):
         d = v[i] - mean
         dev[i] = d * d
-    return np.sqrt(_pairwise(dev, 0, n) / n)
+    return np.sqrt(_pairwise_sum(dev, 0, n) / n)
 
 
 @njit
