@@ -1,5 +1,7 @@
 """calwebb_image3 for imaging: an association of cal files -> crf (outliers flagged) per
-exposure, the combined i2d, and its source catalog.
+exposure and the combined i2d. tweakreg and skymatch are not implemented yet (they must
+be switched off); source_catalog exists as a step (webbflow.steps.source_catalog) but is
+not called here yet.
 
 Each input's pixel map onto the output grid is computed once and serves the outlier
 singles, the blot of the median and the final drizzle (the official step computes it
@@ -15,7 +17,7 @@ from webbflow.errors import WebbflowError
 from webbflow.io import Product, read_product, read_wcs
 from webbflow.kernels.drizzle import blot_image
 from webbflow.kernels.outlier import compute_weight_threshold, flag_resampled_crs, median_of_singles
-from webbflow.pipelines.resample import Resampler, _group_id
+from webbflow.pipelines.resample import Resampler, group_id
 
 log = logging.getLogger("webbflow.image3")
 
@@ -53,12 +55,12 @@ def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf):
     Members are read from disk for each pass instead of held together: at any time one
     member's arrays, the pixel maps and the output-grid arrays are in memory."""
     steps = config["steps"]
+    if not cal_paths:
+        raise WebbflowError(product_name, "the association has no science members")
     for step in NOT_YET:
         if not steps.get(step, {}).get("skip"):
             raise WebbflowError(cal_paths[0], f"{step} is not implemented yet; set "
                                               f"image3.steps.{step}.skip: true")
-    if not cal_paths:
-        raise WebbflowError(product_name, "the association has no science members")
     metas = [_read_cal_meta(path) for path in cal_paths]
     ref = metas[0]
     s_regions = [m["wcsinfo"]["s_region"] for m in metas]
@@ -67,7 +69,7 @@ def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf):
 
     outliers = steps["outlier_detection"]
     median = None
-    if not outliers.get("skip") and len({_group_id(m) for m in metas}) > 1:
+    if not outliers.get("skip") and len({group_id(m) for m in metas}) > 1:
         median = _median_of_singles(cal_paths, metas, pixmaps, s_regions, outliers, dqflags)
     for index, (path, meta, pixmap) in enumerate(zip(cal_paths, metas, pixmaps)):
         cal = _read_cal(path, meta)
@@ -101,7 +103,7 @@ def _median_of_singles(cal_paths, metas, pixmaps, s_regions, options, dqflags):
                        dqflags, bad_bits=dqflags["DO_NOT_USE"], variances=False)
     groups = {}
     for index, meta in enumerate(metas):
-        groups.setdefault(_group_id(meta), []).append(index)
+        groups.setdefault(group_id(meta), []).append(index)
     singles = np.empty((len(groups),) + single.shape, np.float32)
     for k, indices in enumerate(groups.values()):
         single.reset()

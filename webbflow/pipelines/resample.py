@@ -19,7 +19,7 @@ from webbflow.wcs.output import output_wcs, pixel_map
 
 log = logging.getLogger("webbflow.resample")
 
-__all__ = ["Resampler", "resample_single", "drizzle_weight"]
+__all__ = ["Resampler", "resample_single", "drizzle_weight", "group_id"]
 
 VARIANCES = ("var_rnoise", "var_poisson", "var_flat")
 
@@ -176,11 +176,11 @@ class Resampler:
                             "pixfrac": opts.get("pixfrac", 1.0),
                             "kernel": opts.get("kernel", "square"), "fillval": "NAN",
                             "weight_type": opts.get("weight_type", "ivm"),
-                            "pointings": len({_group_id(m) for m in self.metas})}
+                            "pointings": len({group_id(m) for m in self.metas})}
         exposure = meta.setdefault("exposure", {})
         firsts = {}
         for m in self.metas:
-            firsts.setdefault(_group_id(m), m)
+            firsts.setdefault(group_id(m), m)
         groups = list(firsts.values())
         exposure["exposure_time"] = sum(m["exposure"].get("exposure_time") or 0 for m in groups)
         exposure["effective_exposure_time"] = exposure["exposure_time"]
@@ -201,7 +201,7 @@ def _is_sip_or_cd(key):
     return re.match(r"^(cd[12]_[12]|[ab]p?_\d_\d|[ab]p?_order)$", key) is not None
 
 
-def _group_id(meta):
+def group_id(meta):
     """The exposure group (all detectors of one exposure), as the official group_id."""
     obs = meta.get("observation", {})
     return (f"jw{obs.get('program_number')}{obs.get('observation_number')}"
