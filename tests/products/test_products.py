@@ -157,20 +157,25 @@ def test_synthetic_references_open_as_their_models(synthetic_program, monkeypatc
                 "gain": "GainModel", "readnoise": "ReadnoiseModel", "ipc": "IPCModel",
                 "rscd": "RSCDModel", "reset": "ResetModel", "flat": "FlatModel",
                 "area": "PixelAreaModel", "distortion": "DistortionModel",
-                "filteroffset": "FilteroffsetModel"}
-    photom = {"nircam": "NrcImgPhotomModel", "niriss": "NisImgPhotomModel",
-              "miri": "MirImgPhotomModel"}
+                "filteroffset": "FilteroffsetModel", "abvegaoffset": "ABVegaOffsetModel"}
+    per_instrument = {
+        "photom": {"nircam": "NrcImgPhotomModel", "niriss": "NisImgPhotomModel",
+                   "miri": "MirImgPhotomModel"},
+        "apcorr": {"nircam": "NrcImgApcorrModel", "niriss": "NisImgApcorrModel",
+                   "miri": "MirImgApcorrModel"},
+    }
     seen = set()
     references = synthetic_program / "crds_cache/references/jwst"
     for path in sorted([*references.rglob("*.fits"), *references.rglob("*.asdf")]):
         reftype = path.name.split("_")[2]
         instrument = path.name.split("_")[1]
-        model_type = expected.get(reftype) or (photom[instrument] if reftype == "photom" else
-                                               "DarkMIRIModel" if instrument == "miri" else "DarkModel")
+        model_type = expected.get(reftype) or (
+            per_instrument[reftype][instrument] if reftype in per_instrument else
+            "DarkMIRIModel" if instrument == "miri" else "DarkModel")
         with datamodels.open(path) as model:
             assert type(model).__name__ == model_type, path.name
             model.validate()
             assert model.meta.reftype.lower() == reftype
             assert model.meta.instrument.name == instrument.upper()
         seen.add(reftype)
-    assert seen == set(expected) | {"dark", "photom"}
+    assert seen == set(expected) | {"dark", *per_instrument}
