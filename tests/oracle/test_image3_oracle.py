@@ -1,7 +1,7 @@
 """calwebb_image3 side by side with the official Image3Pipeline on the same cal files
-(our stage 2 of the four dithered NIRCam exposures): outlier_detection's crf and the
-combined i2d, array by array. tweakreg, skymatch and source_catalog are skipped on both
-sides (not implemented here yet)."""
+(our stage 2 of the four dithered NIRCam exposures): outlier_detection's crf, the
+combined i2d, array by array, and the mosaic's source catalog and segmentation map.
+tweakreg and skymatch are skipped on both sides (not implemented here yet)."""
 
 import json
 import shutil
@@ -11,13 +11,14 @@ import sys
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
 
 from tests.oracle.official import run_official
 
 pytestmark = pytest.mark.oracle
 
-SKIPPED = {"tweakreg": {"skip": True}, "skymatch": {"skip": True},
-           "source_catalog": {"skip": True}}
+SKIPPED = {"tweakreg": {"skip": True}, "skymatch": {"skip": True}}
+PRODUCT = "jw01234-o005_t001_nircam_f200w-generic"
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +36,14 @@ def image3_side_by_side(imaging_rates, image2_products, tmp_path_factory):
         hdul["SCI"].data[300, 301] += 80.0
     asn = {"asn_type": "image3", "asn_rule": "Asn_Lv3Image", "asn_id": "o005",
            "asn_pool": "test", "program": "01234", "target": "1",
-           "products": [{"name": "jw01234-o005_t001_nircam_f200w-generic",
+           "products": [{"name": PRODUCT,
                          "members": [{"expname": c.name, "exptype": "science"} for c in cals]}]}
     asn_path = work / "image3_asn.json"
     asn_path.write_text(json.dumps(asn))
     ours = tmp_path_factory.mktemp("ours_image3")
     result = subprocess.run([sys.executable, "-m", "webbflow.cli", "image3", str(asn_path),
-                             "--outdir", str(ours)], capture_output=True, text=True, timeout=1800)
+                             "--outdir", str(ours), "--crds-path", str(program / "crds_cache")],
+                            capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     official = tmp_path_factory.mktemp("official_image3")
     run_official([(str(asn_path), SKIPPED)], program / "crds_cache", official,
@@ -76,7 +78,7 @@ def test_crf_matches_official(image3_side_by_side):
 
 def test_i2d_matches_official(image3_side_by_side):
     ours, official, _ = image3_side_by_side
-    name = "jw01234-o005_t001_nircam_f200w-generic_i2d.fits"
+    name = f"{PRODUCT}_i2d.fits"
     with fits.open(ours / name) as a, fits.open(official / name) as b:
         assert a["SCI"].data.shape == b["SCI"].data.shape
         for key in ("CRVAL1", "CRVAL2", "CDELT1", "CDELT2", "CRPIX1", "CRPIX2",
@@ -92,3 +94,26 @@ def test_i2d_matches_official(image3_side_by_side):
             header_a = a["SCI"].header if key in a["SCI"].header else a[0].header
             header_b = b["SCI"].header if key in b["SCI"].header else b[0].header
             assert header_a[key] == header_b[key], key
+
+
+def test_catalog_matches_official(image3_side_by_side):
+    """The mosaic's catalog and segmentation map: same sources, positions and fluxes
+    (the i2d agree to float precision, so everything downstream does too)."""
+    ours, official, _ = image3_side_by_side
+    a = Table.read(ours / f"{PRODUCT}_cat.ecsv")
+    b = Table.read(official / f"{PRODUCT}_cat.ecsv")
+    assert len(a) == len(b) > 0
+    assert a.colnames == b.colnames
+    assert np.array_equal(a["label"], b["label"])
+    for name in ("xcentroid", "ycentroid"):
+        assert np.abs(np.asarray(a[name]) - np.asarray(b[name])).max() < 1e-6, name
+    for name in a.colnames:
+        if name.endswith("_flux") or name.endswith("_flux_err") or name.endswith("mag"):
+            va, vb = np.asarray(a[name], float), np.asarray(b[name], float)
+            assert np.array_equal(np.isnan(va), np.isnan(vb)), name
+            finite = np.isfinite(vb)
+            assert np.allclose(va[finite], vb[finite], rtol=1e-5, atol=0), name
+    assert np.array_equal(a["is_extended"], b["is_extended"])
+    with fits.open(ours / f"{PRODUCT}_segm.fits") as sa, \
+            fits.open(official / f"{PRODUCT}_segm.fits") as sb:
+        assert np.array_equal(sa["SCI"].data, sb["SCI"].data)

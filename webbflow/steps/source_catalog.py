@@ -631,6 +631,17 @@ def _detect(data, threshold, conv, mask, opts):
 
 # ------------------------------------------------------------------------ measurements
 
+def _no_sources():
+    """:func:`_segment_properties` of a map without segments."""
+    import astropy.units as u  # noqa: PLC0415
+
+    empty = np.zeros(0)
+    index = np.zeros(0, np.int64)
+    return {"label": np.zeros(0, np.int32), "xcentroid": empty, "ycentroid": empty,
+            "flux": empty, "flux_err": np.zeros(0, np.float32), "area": empty, "semimajor": empty * u.pix,
+            "semiminor": empty * u.pix, "orientation": empty, "bbox": (index,) * 4}
+
+
 def _segment_properties(segm, data, conv, error, mask, coverage):
     """The photutils SourceCatalog columns the catalog keeps, for labels 1..n."""
     import astropy.units as u  # noqa: PLC0415
@@ -808,8 +819,9 @@ def make_source_catalog(sci, err, wht, wcs, meta, apcorr_path, abvegaoffset_path
     the official fallbacks); ``options``: step parameters over :data:`DEFAULTS`.
 
     Returns ``(catalog, segmentation)``: the catalog as an astropy ``QTable`` and the
-    int32 segmentation map, or ``(None, None)`` when nothing is detected (the official
-    step then writes neither file).
+    int32 segmentation map. When nothing is detected they are an empty catalog (the
+    same columns) and an all-zero map, where the official step writes neither file: a
+    workflow job has declared outputs, and "no sources" is a result worth a file.
     """
     import astropy.units as u  # noqa: PLC0415
     from astropy.table import QTable  # noqa: PLC0415
@@ -837,23 +849,25 @@ def make_source_catalog(sci, err, wht, wcs, meta, apcorr_path, abvegaoffset_path
     error = err * to_jy
 
     # detection, as make_tweakreg_catalog
+    kernel_fwhm = float(opts["kernel_fwhm"])
+    segment_map = None
     try:
         background, rms = _background(data, int(opts["bkg_boxsize"]), coverage)
     except ValueError as exc:
-        log.warning("error determining the sky background: %s", exc)
-        return None, None
-    threshold = float(opts["snr_threshold"]) * rms
-    detect = data - background
-    kernel_fwhm = float(opts["kernel_fwhm"])
-    conv = _convolve(detect, kernel_fwhm, coverage) if kernel_fwhm > 0 else detect
-    segment_map = _detect(detect, threshold, conv, coverage, opts)
+        log.warning("error determining the sky background: %s: empty catalog", exc)
+    else:
+        threshold = float(opts["snr_threshold"]) * rms
+        detect = data - background
+        conv = _convolve(detect, kernel_fwhm, coverage) if kernel_fwhm > 0 else detect
+        segment_map = _detect(detect, threshold, conv, coverage, opts)
     if segment_map is None:
-        log.warning("no sources found in the image: no catalog")
-        return None, None
-    segm = np.ascontiguousarray(segment_map.data)
-
-    mask = np.ascontiguousarray(coverage | ~np.isfinite(detect))
-    props = _segment_properties(segm, detect, np.asarray(conv), error, mask, coverage)
+        log.warning("no sources found in the image: empty catalog")
+        segm = np.zeros(data.shape, np.int32)
+        props = _no_sources()
+    else:
+        segm = np.ascontiguousarray(segment_map.data)
+        mask = np.ascontiguousarray(coverage | ~np.isfinite(detect))
+        props = _segment_properties(segm, detect, np.asarray(conv), error, mask, coverage)
     n = len(props["label"])
     xc, yc = props["xcentroid"], props["ycentroid"]
     xypos = np.transpose((xc, yc))
@@ -939,9 +953,9 @@ def make_source_catalog(sci, err, wht, wcs, meta, apcorr_path, abvegaoffset_path
     columns["sharpness"], columns["roundness"] = sharp, rnd
     desc["sharpness"] = "The DAOFind source sharpness statistic"
     desc["roundness"] = "The DAOFind source roundness statistic"
-    if n == 1:
-        columns["nn_label"] = -1
-        columns["nn_dist"] = np.array([np.nan]) * u.pixel
+    if n <= 1:
+        columns["nn_label"] = np.full(n, -1, props["label"].dtype)
+        columns["nn_dist"] = np.full(n, np.nan) * u.pixel
     else:
         qdist, qidx = KDTree(xyf).query(xyf, k=[2])
         qdist, qidx = np.transpose(qdist)[0], np.transpose(qidx)[0]
