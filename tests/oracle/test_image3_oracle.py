@@ -14,6 +14,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from tests.oracle.official import run_official
+from webbflow.wcs.output import footprint_from_s_region
 
 pytestmark = pytest.mark.oracle
 
@@ -90,6 +91,12 @@ def test_i2d_matches_official(image3_side_by_side):
         for ext in ("SCI", "WHT", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
             rel = _relative(a[ext].data[weighted], b[ext].data[weighted])
             assert rel.max() <= 1e-5, (ext, rel.max())
+        # the union of the members' footprints, cut to the grid
+        region_a, region_b = a["SCI"].header["S_REGION"], b["SCI"].header["S_REGION"]
+        assert region_a.count("POLYGON") == region_b.count("POLYGON")
+        vertices_a, vertices_b = footprint_from_s_region(region_a), footprint_from_s_region(region_b)
+        assert vertices_a.shape == vertices_b.shape and len(vertices_a) > 4
+        assert np.abs(vertices_a - vertices_b).max() < 1e-8
         for key in ("XPOSURE", "TMEASURE", "DURATION", "NDRIZ"):
             header_a = a["SCI"].header if key in a["SCI"].header else a[0].header
             header_b = b["SCI"].header if key in b["SCI"].header else b[0].header

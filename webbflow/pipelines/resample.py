@@ -15,7 +15,7 @@ import numpy as np
 from webbflow.io import Product
 from webbflow.kernels.drizzle import (accumulate_variance, drizzle_image, error_from_variances,
                                       finalize_variance, ivm_output_weight)
-from webbflow.wcs.output import output_wcs, pixel_map
+from webbflow.wcs.output import combined_s_region, output_wcs, pixel_map
 
 log = logging.getLogger("webbflow.resample")
 
@@ -60,6 +60,7 @@ class Resampler:
         NON_SCIENCE); ``variances=False`` drizzles SCI and WHT only (outlier singles)."""
         self.options = options
         self.variances = variances
+        self.s_regions = list(s_regions)
         scale = options.get("pixel_scale")
         self.wcs, self.shape, scale_deg = output_wcs(
             s_regions, ref_wcs, ref_meta["wcsinfo"],
@@ -164,9 +165,12 @@ class Resampler:
                        pc2_1=float(fits_transform.pc[1][0]), pc2_2=float(fits_transform.pc[1][1]),
                        ctype1="RA---TAN", ctype2="DEC--TAN", cunit1="deg", cunit2="deg",
                        radesys="ICRS")
-        from webbflow.steps.assign_wcs import s_region  # noqa: PLC0415
-
-        wcsinfo["s_region"] = s_region(self.wcs)
+        region = combined_s_region(self.s_regions, self.wcs)
+        if region is None:
+            log.warning("no input footprint overlaps the output grid: no S_REGION")
+            wcsinfo.pop("s_region", None)
+        else:
+            wcsinfo["s_region"] = region
         meta["wcsinfo"] = wcsinfo
         area_a2 = self.pixel_scale ** 2
         meta.setdefault("photometry", {}).update(

@@ -11,13 +11,59 @@ import re
 
 import numpy as np
 
-__all__ = ["output_wcs", "footprint_from_s_region", "pixel_scale_at", "pixel_map"]
+__all__ = ["output_wcs", "footprint_from_s_region", "pixel_scale_at", "pixel_map",
+           "combined_s_region"]
 
 
 def footprint_from_s_region(s_region):
     """(N, 2) RA/Dec vertices of a ``POLYGON ICRS ...`` string."""
     numbers = re.sub(r"[a-zA-Z]", "", s_region).split()
     return np.array(numbers, dtype=float).reshape(-1, 2)
+
+
+def combined_s_region(s_regions, output):
+    """The S_REGION of a mosaic, as the official resample writes it: the union of the
+    inputs' polygons (several POLYGONs when they do not touch) cut to the output grid's
+    footprint, computed in the output's pixel plane, nearly-collinear and doubled
+    vertices dropped, back on the sky. None when nothing overlaps the grid."""
+    import shapely  # noqa: PLC0415
+
+    polygons = []
+    for region in s_regions:
+        polygons += ["POLYGON ICRS " + p.strip() for p in region.split("POLYGON ICRS") if p.strip()]
+    det2world = output.get_transform("detector", "world")
+    world2det = det2world.inverse
+
+    def to_pixels(footprint):
+        return np.column_stack(world2det(footprint[:, 0], footprint[:, 1]))
+
+    union = shapely.unary_union([shapely.Polygon(to_pixels(footprint_from_s_region(p)))
+                                 for p in polygons])
+    grid = shapely.Polygon(to_pixels(output.footprint()))
+    pieces = union.geoms if isinstance(union, shapely.MultiPolygon) else [union]
+    regions = []
+    for piece in pieces:
+        cut = shapely.intersection(piece, grid)
+        if cut.is_empty:
+            continue
+        vertices = _drop_collinear(np.column_stack(cut.exterior.coords.xy)[:-1])
+        ra, dec = det2world(vertices[:, 0], vertices[:, 1])
+        corners = " ".join(f"{a:.9f} {d:.9f}" for a, d in zip(ra, dec))
+        regions.append(f"POLYGON ICRS  {corners}")
+    return "  ".join(regions) if regions else None
+
+
+def _drop_collinear(vertices, min_step=0.05, min_angle=1e-6):
+    """Vertices (pixels) less than ``min_step`` after their predecessor, or turning by less
+    than ``min_angle`` radians (slopes compared as the official does), removed."""
+    before = vertices - np.roll(vertices, 1, axis=0)
+    after = np.roll(vertices, -1, axis=0) - vertices
+    close = (np.abs(before[:, 0]) < min_step) & (np.abs(before[:, 1]) < min_step)
+    slope_before = before[:, 1] / (before[:, 0] + 1e-12)
+    slope_after = after[:, 1] / (after[:, 0] + 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        turn = np.arctan((slope_after - slope_before) / (1 + slope_before * slope_after))
+    return vertices[~(close | (np.abs(turn) < min_angle))]
 
 
 def _fiducial(footprints):
