@@ -105,7 +105,10 @@ def test_i2d_matches_official(image2_products, stem):
         assert np.array_equal(a["CON"].data, b["CON"].data)
         for name in ("SCI", "WHT", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
             rel = _relative(a[name].data[weighted], b[name].data[weighted])
-            assert rel.max() <= 1e-5, (name, rel.max())
+            # the pixel map is computed with other arithmetic than astropy's (the same
+            # positions to 5e-9 px), which moves overlap areas in the last bits
+            # (the stage-2/3 issue asks for 1e-3)
+            assert rel.max() <= 1e-4, (name, rel.max())
         for key in ("PIXAR_SR", "PIXAR_A2"):
             assert a["SCI"].header[key] == pytest.approx(b["SCI"].header[key], rel=1e-12)
         vertices_a = footprint_from_s_region(a["SCI"].header["S_REGION"])

@@ -90,7 +90,10 @@ def test_i2d_matches_official(image3_side_by_side):
         assert np.array_equal(a["CON"].data, b["CON"].data)
         for ext in ("SCI", "WHT", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
             rel = _relative(a[ext].data[weighted], b[ext].data[weighted])
-            assert rel.max() <= 1e-5, (ext, rel.max())
+            # the pixel map is computed with other arithmetic than astropy's (the same
+            # positions to 5e-9 px), which moves overlap areas in the last bits
+            # (the stage-2/3 issue asks for 1e-3)
+            assert rel.max() <= 1e-4, (ext, rel.max())
         # the union of the members' footprints, cut to the grid
         region_a, region_b = a["SCI"].header["S_REGION"], b["SCI"].header["S_REGION"]
         assert region_a.count("POLYGON") == region_b.count("POLYGON")
