@@ -104,12 +104,15 @@ def image3(argv=None):
             product = asn["products"][0]
         except (OSError, ValueError, KeyError, IndexError) as exc:
             raise WebbflowError(asn_path, f"not a readable association: {exc}") from None
-        members = []
+        members, catalogs = [], {}
         for member in product["members"]:
             if member.get("exptype", "science") != "science":
                 continue
             here = asn_path.parent / member["expname"]
             members.append(here if here.exists() else asn_path.parent.parent / member["expname"])
+            if str(member.get("tweakreg_catalog") or "").strip():
+                catalogs[Path(member["expname"]).name] = \
+                    str(asn_path.parent / member["tweakreg_catalog"])
         meta = read_product(members[0]).meta if members else {}
         stage = planning.stage_config(config, "image3", meta)
         outdir = Path(args.outdir) if args.outdir else members[0].parent
@@ -119,7 +122,8 @@ def image3(argv=None):
             write_product(outdir / f"{stem}_{asn['asn_id']}_crf.fits", crf)
 
         i2d = run_image3([str(m) for m in members], stage, PIXEL, asn_id=asn["asn_id"],
-                         product_name=product["name"], write_crf=write_crf)
+                         product_name=product["name"], write_crf=write_crf,
+                         tweakreg_catalogs=catalogs)
         write_product(outdir / f"{product['name']}_i2d.fits", i2d)
     except WebbflowError as exc:
         print(f"webbflow: {exc}", file=sys.stderr)
