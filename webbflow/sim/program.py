@@ -322,9 +322,10 @@ def imaging_program(size=512, ngroups=4, sky=True):
 
 
 # a star field dense enough for tweakreg's defaults (minobj 15 matches after the 1"
-# separation thinning) on the 512x512 NIRCam exposures: about 0.4 stars per arcsec^2,
-# all well above the detection threshold and below saturation
-STAR_FIELD = {"n_stars": 300, "n_galaxies": 20, "flux_range_jy": (1e-6, 1e-4)}
+# separation thinning) on the 512x512 NIRCam exposures: about 0.2 stars per arcsec^2 in
+# a disc reaching NRCA1 (40" from the target), all well above the detection threshold
+STAR_FIELD = {"n_stars": 2300, "n_galaxies": 80, "flux_range_jy": (1e-6, 1e-4),
+              "radius_arcsec": 60.0}
 
 
 def imaging_starfield_program():
