@@ -116,12 +116,15 @@ def image3(argv=None):
             product = asn["products"][0]
         except (OSError, ValueError, KeyError, IndexError) as exc:
             raise WebbflowError(asn_path, f"not a readable association: {exc}") from None
-        members = []
+        members, catalogs = [], {}
         for member in product["members"]:
             if member.get("exptype", "science") != "science":
                 continue
             here = asn_path.parent / member["expname"]
             members.append(here if here.exists() else asn_path.parent.parent / member["expname"])
+            if str(member.get("tweakreg_catalog") or "").strip():
+                catalogs[Path(member["expname"]).name] = \
+                    str(asn_path.parent / member["tweakreg_catalog"])
         meta = read_product(members[0]).meta if members else {}
         stage = planning.stage_config(config, "image3", meta)
         reftypes = planning.image3_reftypes(stage["steps"])
@@ -135,7 +138,8 @@ def image3(argv=None):
             write_product(outdir / f"{stem}_{asn['asn_id']}_crf.fits", crf)
 
         products = run_image3([str(m) for m in members], stage, PIXEL, asn_id=asn["asn_id"],
-                              product_name=product["name"], write_crf=write_crf, refs=refs)
+                              product_name=product["name"], write_crf=write_crf, refs=refs,
+                              tweakreg_catalogs=catalogs)
         write_image3_products(products, {
             name: outdir / f"{product['name']}_{planning.IMAGE3_SUFFIXES[name]}"
             for name in products})

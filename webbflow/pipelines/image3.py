@@ -1,6 +1,7 @@
 """calwebb_image3 for imaging: an association of cal files -> crf (outliers flagged) per
 exposure, the combined i2d, and its source catalog (cat) and segmentation map (segm).
-tweakreg and skymatch are not implemented yet (they must be switched off).
+tweakreg aligns the members' WCS first (before the output grid is chosen); skymatch is
+not implemented yet (it must be switched off).
 
 Each input's pixel map onto the output grid is computed once and serves the outlier
 singles, the blot of the median and the final drizzle (the official step computes it
@@ -17,13 +18,14 @@ from webbflow.io import Product, read_product, read_wcs, write_product
 from webbflow.kernels.drizzle import blot_image
 from webbflow.kernels.outlier import compute_weight_threshold, flag_resampled_crs, median_of_singles
 from webbflow.pipelines.resample import Resampler, group_id
+from webbflow.steps.tweakreg import tweakreg
 
 log = logging.getLogger("webbflow.image3")
 
 __all__ = ["run_image3", "write_image3_products"]
 
 CAL_ARRAYS = ("data", "err", "dq", "var_poisson", "var_rnoise", "var_flat")
-NOT_YET = ("tweakreg", "skymatch")
+NOT_YET = ("skymatch",)
 
 
 def _read_cal_meta(path):
@@ -46,12 +48,14 @@ def _read_cal(path, meta, names=CAL_ARRAYS + ("area",)):
     return Product("ImageModel", meta=meta, arrays=arrays, path=path)
 
 
-def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf, refs=None):
+def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf, refs=None,
+               tweakreg_catalogs=None):
     """Calibrate one association; ``write_crf(index, product)`` receives each member's crf
     as soon as it is final. ``refs``: reftype -> path for source_catalog (APCORR,
-    ABVEGAOFFSET; missing or "N/A": the official fallbacks). Returns {"i2d": Product}
-    and, unless source_catalog is skipped, "cat" (an astropy table for write_catalog)
-    and "segm" (a Product).
+    ABVEGAOFFSET; missing or "N/A": the official fallbacks); ``tweakreg_catalogs``:
+    {member file name: user source catalog} (the association's ``tweakreg_catalog``
+    entries). Returns {"i2d": Product} and, unless source_catalog is skipped, "cat" (an
+    astropy table for write_catalog) and "segm" (a Product).
 
     Members are read from disk for each pass instead of held together: at any time one
     member's arrays, the pixel maps and the output-grid arrays are in memory."""
@@ -63,6 +67,11 @@ def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf, r
             raise WebbflowError(cal_paths[0], f"{step} is not implemented yet; set "
                                               f"image3.steps.{step}.skip: true")
     metas = [_read_cal_meta(path) for path in cal_paths]
+    if steps.get("tweakreg", {}).get("skip"):
+        for meta in metas:
+            meta.setdefault("cal_step", {})["tweakreg"] = "SKIPPED"
+    else:
+        tweakreg(cal_paths, metas, steps["tweakreg"], dqflags, catalogs=tweakreg_catalogs)
     ref = metas[0]
     s_regions = [m["wcsinfo"]["s_region"] for m in metas]
     final = Resampler(ref, ref["wcs"], s_regions, steps["resample"], dqflags)
