@@ -72,6 +72,7 @@ def test_crf_matches_official(image3_side_by_side):
             for ext in ("SCI", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
                 assert _relative(a[ext].data, b[ext].data).max(initial=0) <= 1e-6, (stem, ext)
             assert a[0].header["S_OUTLIR"] == b[0].header["S_OUTLIR"] == "COMPLETE"
+            assert a[0].header["S_TWKREG"] == b[0].header["S_TWKREG"], stem
             flagged += int(np.count_nonzero(a["DQ"].data & 16))
     # the injected hits (7 pixels) and whatever the data hold
     assert flagged >= 7
