@@ -1,6 +1,5 @@
 # Validation, discovery and the input/param functions the rules use. The decisions are
 # made in webbflow.planning, from primary headers only, once per DAG build.
-import json
 import os
 from pathlib import Path
 
@@ -205,20 +204,32 @@ def _associations():
 ASSOCIATIONS = _associations()
 
 
+def _stage3_associations():
+    """{association file (relative to the program): its JSON} for stage 3: the ones MAST
+    delivered, or else the ones generated into asn/."""
+    delivered = planning.delivered_associations(PROGRAM)
+    if delivered:
+        return {path: (Path(PROGRAM) / path).read_text() for path in delivered}
+    return {f"asn/{name}": content for name, content in ASSOCIATIONS.items()}
+
+
 def _image3_plans():
     """{association file: what its calwebb_image3 job reads and writes} for the imaging
-    level-3 associations whose members all go through image2 here."""
+    level-3 associations whose members all go through image2 here. Products are
+    written in the program directory."""
     by_name = {Path(stem).name: stem for stem in UNCAL}
     plans = {}
-    for name, content in sorted(ASSOCIATIONS.items()):
-        asn = json.loads(content)
-        if asn["asn_type"] != "image3":
+    for path, content in sorted(_stage3_associations().items()):
+        try:
+            asn = associations.read_level3(Path(PROGRAM) / path, content)
+        except WebbflowError as error:
+            raise WorkflowError(str(error))
+        if asn.asn_type != "image3":
             continue
-        product = asn["products"][0]
-        stems = [by_name.get(m["expname"].removesuffix("_cal.fits")) for m in product["members"]]
-        if None in stems or not all(runs_image2(stem) for stem in stems):
+        stems = [by_name.get(Path(m).name.removesuffix("_cal.fits")) for m in asn.members]
+        if not stems or None in stems or not all(runs_image2(stem) for stem in stems):
             continue
-        plans[name] = {"asn_id": asn["asn_id"], "product": product["name"], "stems": stems}
+        plans[path] = {"asn_id": asn.asn_id, "product": asn.product, "stems": stems}
     return plans
 
 

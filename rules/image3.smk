@@ -1,20 +1,20 @@
 # Stage 3 imaging (calwebb_image3): one job per level-3 imaging association, cal files ->
 # each member's crf (outliers flagged), the product's i2d and, unless switched off, its
 # source catalog (cat.ecsv) and segmentation map (segm). Jobs are made from the
-# associations planned when the DAG is built, since each writes a set of files that only
-# the association knows. Configuration and references (APCORR, ABVEGAOFFSET) follow the
+# associations known when the DAG is built (MAST's delivered ones, or else the generated
+# ones in asn/), since each writes a set of files that only the association knows. Configuration and references (APCORR, ABVEGAOFFSET) follow the
 # first member's header.
 
 IMAGE3_PLANS = _image3_plans()
 
-for _index, (_asn_name, _asn_plan) in enumerate(IMAGE3_PLANS.items()):
+for _index, (_asn_path, _asn_plan) in enumerate(IMAGE3_PLANS.items()):
 
     rule:
         name:
             f"image3_{_index + 1}"
         input:
             unpack(lambda wildcards, stem=_asn_plan["stems"][0]: plan_refs("image3", stem)),
-            asn=f"asn/{_asn_name}",
+            asn=_asn_path,
             cal=[f"{stem}_cal.fits" for stem in _asn_plan["stems"]],
         output:
             **image3_products(_asn_plan),

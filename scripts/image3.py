@@ -5,6 +5,7 @@ import json
 import logging
 import sys
 
+from webbflow.associations import read_level3
 from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import write_product
@@ -23,7 +24,8 @@ try:
                           PIXEL, asn_id=snakemake.params.asn_id,  # noqa: F821
                           product_name=snakemake.params.product,  # noqa: F821
                           write_crf=lambda index, crf: write_product(snakemake.output.crf[index], crf),  # noqa: F821
-                          refs=refs)
+                          refs=refs,
+                          tweakreg_catalogs=read_level3(snakemake.input.asn).tweakreg_catalogs)  # noqa: F821
     write_image3_products(products, {name: getattr(snakemake.output, name)  # noqa: F821
                                      for name in products})
 except WebbflowError as exc:

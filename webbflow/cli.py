@@ -102,8 +102,7 @@ def image2(argv=None):
 
 def image3(argv=None):
     """One level-3 imaging association: members' crf, the product's i2d, cat and segm."""
-    import json  # noqa: PLC0415
-
+    from webbflow.associations import read_level3  # noqa: PLC0415
     from webbflow.pipelines.image3 import run_image3, write_image3_products  # noqa: PLC0415
 
     args = _parser("webbflow-image3", "asn", "a level-3 association (its members' cal files "
@@ -111,20 +110,11 @@ def image3(argv=None):
     try:
         config = _setup(args)
         asn_path = Path(args.asn)
-        try:
-            asn = json.loads(asn_path.read_text())
-            product = asn["products"][0]
-        except (OSError, ValueError, KeyError, IndexError) as exc:
-            raise WebbflowError(asn_path, f"not a readable association: {exc}") from None
-        members, catalogs = [], {}
-        for member in product["members"]:
-            if member.get("exptype", "science") != "science":
-                continue
-            here = asn_path.parent / member["expname"]
-            members.append(here if here.exists() else asn_path.parent.parent / member["expname"])
-            if str(member.get("tweakreg_catalog") or "").strip():
-                catalogs[Path(member["expname"]).name] = \
-                    str(asn_path.parent / member["tweakreg_catalog"])
+        asn = read_level3(asn_path)
+        members = []
+        for expname in asn.members:
+            here = asn_path.parent / expname
+            members.append(here if here.exists() else asn_path.parent.parent / expname)
         meta = read_product(members[0]).meta if members else {}
         stage = planning.stage_config(config, "image3", meta)
         reftypes = planning.image3_reftypes(stage["steps"])
@@ -135,13 +125,13 @@ def image3(argv=None):
 
         def write_crf(index, crf):
             stem = members[index].name.removesuffix("_cal.fits")
-            write_product(outdir / f"{stem}_{asn['asn_id']}_crf.fits", crf)
+            write_product(outdir / f"{stem}_{asn.asn_id}_crf.fits", crf)
 
-        products = run_image3([str(m) for m in members], stage, PIXEL, asn_id=asn["asn_id"],
-                              product_name=product["name"], write_crf=write_crf, refs=refs,
-                              tweakreg_catalogs=catalogs)
+        products = run_image3([str(m) for m in members], stage, PIXEL, asn_id=asn.asn_id,
+                              product_name=asn.product, write_crf=write_crf, refs=refs,
+                              tweakreg_catalogs=asn.tweakreg_catalogs)
         write_image3_products(products, {
-            name: outdir / f"{product['name']}_{planning.IMAGE3_SUFFIXES[name]}"
+            name: outdir / f"{asn.product}_{planning.IMAGE3_SUFFIXES[name]}"
             for name in products})
     except WebbflowError as exc:
         print(f"webbflow: {exc}", file=sys.stderr)

@@ -96,12 +96,25 @@ def test_associations_from_headers_unless_delivered(finished_run, tmp_path):
     assert niriss["products"][0]["name"] == "jw01234-o002_t001_niriss_f150w-sub256"
     assert [m["expname"] for m in niriss["products"][0]["members"]] == [
         f"{NIS3}_cal.fits", f"{NIS2}_cal.fits"]
-    # a program delivered with MAST's associations keeps them and gets none generated
+    # a program delivered with MAST's associations keeps them, gets none generated, and
+    # its stage 3 follows the delivered level-3 association
     program = _copy(finished_run, tmp_path)
     shutil.rmtree(program / "asn")
-    (program / "jw01234-o002_20221212t000000_image3_00009_asn.json").write_text(json.dumps(niriss))
-    counts, _ = _planned(program)
-    assert "association" not in counts
+    for product in program.glob("jw01234-o*"):
+        product.unlink()
+    delivered = "jw01234-o002_20221212t000000_image3_00009_asn.json"
+    niriss["asn_id"] = "o009"
+    niriss["products"][0]["name"] = "jw01234-o009_t001_niriss_f150w-sub256"
+    (program / delivered).write_text(json.dumps(niriss))
+    counts, plan = _planned(program)
+    assert counts == {"image3_1": 1, "all": 1, "total": 2}
+    assert delivered in plan
+    assert f"{NIS3}_o009_crf.fits" in plan and "jw01234-o009_t001_niriss_f150w-sub256_i2d.fits" in plan
+    # and a delivered association that cannot be read stops the plan with its name
+    (program / delivered).write_text("{not json")
+    result = _snakemake(program, "-n", check=False)
+    assert result.returncode != 0
+    assert f"{delivered}: not a readable association" in result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
