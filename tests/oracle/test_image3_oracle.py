@@ -1,7 +1,7 @@
 """calwebb_image3 side by side with the official Image3Pipeline on the same cal files
 (our stage 2 of the four dithered NIRCam exposures): outlier_detection's crf and the
-combined i2d, array by array. tweakreg, skymatch and source_catalog are skipped on both
-sides (not implemented here yet)."""
+combined i2d, array by array. skymatch runs on both sides (the official default);
+tweakreg and source_catalog are skipped on both (not in our image3 yet)."""
 
 import json
 import shutil
@@ -16,8 +16,7 @@ from tests.oracle.official import run_official
 
 pytestmark = pytest.mark.oracle
 
-SKIPPED = {"tweakreg": {"skip": True}, "skymatch": {"skip": True},
-           "source_catalog": {"skip": True}}
+SKIPPED = {"tweakreg": {"skip": True}, "source_catalog": {"skip": True}}
 
 
 @pytest.fixture(scope="module")
