@@ -126,10 +126,16 @@ def _hist_counts(values, nbins, dz, low):
     # the last edge is pulled in by one float32 epsilon when the top value would land
     # in a bin past the end, and the top value then counts in the last bin
     edge = np.float32(low + width * np.float32(nbins))
-    inclusive = int((np.float32(1.0) / width) * (edge - low)) == nbins
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = (np.float32(1.0) / width) * (edge - low)
+    # a zero width (every clipped value equal) gives NaN here, which C truncates to
+    # INT_MIN: not inclusive, and an empty histogram
+    inclusive = bool(np.isfinite(scaled)) and int(scaled) == nbins
     if inclusive:
         edge = np.float32(edge * np.float32(1.0 - np.finfo(np.float32).eps))
     limit = min(limit, edge)
+    if not width > 0:
+        return np.zeros(nbins, np.uint32)      # [low, low) holds nothing
     return _histogram(values, np.zeros(nbins, np.uint32), low, width, np.float32(limit),
                       inclusive)
 
@@ -251,9 +257,9 @@ def overlap_polygons(points_a, points_b):
     if _signed_area(plane_b) < 0:
         points_b, plane_b = points_b[::-1], plane_b[::-1]
     if _is_convex(plane_b):
-        pieces = [_clip_convex(plane_a, points_a, plane_b)]
+        pieces = [_clip_convex(plane_a, points_a, plane_b, points_b)]
     elif _is_convex(plane_a):
-        pieces = [_clip_convex(plane_b, points_b, plane_a)]
+        pieces = [_clip_convex(plane_b, points_b, plane_a, points_a)]
     else:
         # outlines with many vertices (stepsize) bend with the distortion
         pieces = _clip_general(plane_a, points_a, plane_b, points_b)
@@ -277,9 +283,11 @@ def overlap_polygons(points_a, points_b):
     return out, area
 
 
-def _clip_convex(plane_s, points_s, plane_c):
+def _clip_convex(plane_s, points_s, plane_c, points_c):
     """Sutherland-Hodgman: polygon s clipped by each edge of the convex polygon c (both
-    counter-clockwise). Vertices are (plane point, unit vector or None for crossings)."""
+    counter-clockwise). Vertices are (plane point, unit vector or None for crossings).
+    A vertex of c inside s comes out as the crossing of two clip edges; it is given back
+    its own unit vector."""
     subject = [(tuple(p), v) for p, v in zip(plane_s, points_s)]
     for k in range(len(plane_c)):
         c1, c2 = plane_c[k], plane_c[(k + 1) % len(plane_c)]
@@ -297,6 +305,13 @@ def _clip_convex(plane_s, points_s, plane_c):
             elif prev_in:
                 clipped.append((_crossing(c1, c2, prev[0], cur[0]), None))
         subject = clipped
+    scale = np.abs(plane_c).max() + np.abs(plane_s).max()
+    for m, (point, original) in enumerate(subject):
+        if original is None:
+            gap = np.abs(plane_c - np.asarray(point)).sum(axis=1)
+            k = int(np.argmin(gap))
+            if gap[k] <= 1e-9 * scale:
+                subject[m] = (tuple(plane_c[k]), points_c[k])
     return subject
 
 
