@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -23,6 +25,7 @@ pytestmark = pytest.mark.oracle
 
 OFFSETS = (0.0, 0.3, -0.2, 0.5)      # MJy/sr added to SCI of each member
 PRODUCT = "jw01234-o005_t001_nircam_f200w-generic"
+ROOT = Path(__file__).resolve().parents[2]
 SKIPPED = {"tweakreg": {"skip": True}, "source_catalog": {"skip": True}}
 
 _OFFICIAL_SKYMATCH = r"""
@@ -168,16 +171,29 @@ def test_exposure_groups(offset_association, tmp_path):
         assert levels[0] == levels[2]
 
 
-def test_image3_with_skymatch(offset_association, tmp_path_factory):
+@pytest.mark.parametrize("options", [{}, {"subtract": True, "skymethod": "global+match"}],
+                         ids=["default", "subtract-global+match"])
+def test_image3_with_skymatch(offset_association, tmp_path_factory, options):
+    """crf and i2d with skymatch on: by default the level is only recorded (outlier
+    detection and resample subtract it); with subtract the crf SCI carries the
+    subtraction."""
+    import yaml
+
     from tests.oracle.test_image3_oracle import _relative
 
     cache, asn_path, cals, _ = offset_association
     ours = tmp_path_factory.mktemp("ours_image3_sky")
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["image3"]["steps"]["skymatch"].update(options)
+    config_path = ours / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
     result = subprocess.run([sys.executable, "-m", "webbflow.cli", "image3", str(asn_path),
-                             "--outdir", str(ours)], capture_output=True, text=True, timeout=1800)
+                             "--outdir", str(ours), "--config", str(config_path)],
+                            capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     official = tmp_path_factory.mktemp("official_image3_sky")
-    run_official([(str(asn_path), SKIPPED)], cache, official, pipeline="Image3Pipeline")
+    steps = {**SKIPPED, "skymatch": options} if options else SKIPPED
+    run_official([(str(asn_path), steps)], cache, official, pipeline="Image3Pipeline")
     for cal in cals:
         name = cal.name.replace("_cal.fits", "_o005_crf.fits")
         with fits.open(ours / name) as a, fits.open(official / name) as b:
