@@ -74,6 +74,11 @@ STAGES = {
         lambda meta: planning.stage_config(config, "image2", meta),
         lambda meta, block: planning.image2_reftypes(block["steps"]),
     ),
+    # keyed by an association's first member
+    "image3": (
+        lambda meta: planning.stage_config(config, "image3", meta),
+        lambda meta, block: planning.image3_reftypes(block["steps"]),
+    ),
 }
 
 
@@ -120,31 +125,33 @@ def _plan(stage, exposure):
     return {"refs": refs, "problem": None}
 
 
+def plan_refs(stage, exposure):
+    """A job's reference files (N/A ones left out)."""
+    chosen = get_plan(stage, exposure)["refs"]
+    return {name: path for name, path in chosen.items() if path != "N/A"}
+
+
+def plan_params(stage, exposure):
+    """Everything a product depends on, as plain strings Snakemake compares, so a changed
+    step parameter or reference reruns exactly its jobs."""
+    plan = get_plan(stage, exposure)
+    return {
+        "steps": planning.canonical(stage_config(stage, exposure)),
+        "references": planning.canonical(
+            {k: Path(v).name if v != "N/A" else v for k, v in plan["refs"].items()}
+        ),
+        "problem": plan["problem"] or "",
+    }
+
+
 def stage_refs(stage):
-    """Input function: the job's reference files (N/A ones left out)."""
-
-    def refs(wildcards):
-        chosen = get_plan(stage, wildcards.exposure)["refs"]
-        return {name: path for name, path in chosen.items() if path != "N/A"}
-
-    return refs
+    """Input function of a per-exposure rule: its reference files."""
+    return lambda wildcards: plan_refs(stage, wildcards.exposure)
 
 
 def stage_params(stage):
-    """Params function: everything a product depends on, as plain strings Snakemake
-    compares, so a changed step parameter or reference reruns exactly its jobs."""
-
-    def params(wildcards):
-        plan = get_plan(stage, wildcards.exposure)
-        return {
-            "steps": planning.canonical(stage_config(stage, wildcards.exposure)),
-            "references": planning.canonical(
-                {k: Path(v).name if v != "N/A" else v for k, v in plan["refs"].items()}
-            ),
-            "problem": plan["problem"] or "",
-        }
-
-    return params
+    """Params function of a per-exposure rule."""
+    return lambda wildcards: plan_params(stage, wildcards.exposure)
 
 
 get_detector1_refs = stage_refs("detector1")
@@ -215,14 +222,19 @@ def _image3_plans():
     return plans
 
 
-def image3_config(plan):
-    return planning.stage_config(config, "image3", header(plan["stems"][0])["meta"])
+def image3_products(plan):
+    """An image3 job's products besides the crf files: i2d, and cat + segm unless
+    source_catalog is switched off."""
+    names = ["i2d"]
+    if not stage_config("image3", plan["stems"][0])["steps"]["source_catalog"].get("skip"):
+        names += ["cat", "segm"]
+    return {name: f"{plan['product']}_{planning.IMAGE3_SUFFIXES[name]}" for name in names}
 
 
 def get_image3_outputs():
     outputs = []
     for plan in IMAGE3_PLANS.values():
-        outputs.append(f"{plan['product']}_i2d.fits")
+        outputs += list(image3_products(plan).values())
         outputs += [f"{stem}_{plan['asn_id']}_crf.fits" for stem in plan["stems"]]
     return outputs
 

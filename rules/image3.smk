@@ -1,7 +1,9 @@
 # Stage 3 imaging (calwebb_image3): one job per level-3 imaging association, cal files ->
-# each member's crf (outliers flagged) and the product's i2d. Jobs are made from the
+# each member's crf (outliers flagged), the product's i2d and, unless switched off, its
+# source catalog (cat.ecsv) and segmentation map (segm). Jobs are made from the
 # associations planned when the DAG is built, since each writes a set of files that only
-# the association knows.
+# the association knows. Configuration and references (APCORR, ABVEGAOFFSET) follow the
+# first member's header.
 
 IMAGE3_PLANS = _image3_plans()
 
@@ -11,13 +13,14 @@ for _index, (_asn_name, _asn_plan) in enumerate(IMAGE3_PLANS.items()):
         name:
             f"image3_{_index + 1}"
         input:
+            unpack(lambda wildcards, stem=_asn_plan["stems"][0]: plan_refs("image3", stem)),
             asn=f"asn/{_asn_name}",
             cal=[f"{stem}_cal.fits" for stem in _asn_plan["stems"]],
         output:
-            i2d=f"{_asn_plan['product']}_i2d.fits",
+            **image3_products(_asn_plan),
             crf=[f"{stem}_{_asn_plan['asn_id']}_crf.fits" for stem in _asn_plan["stems"]],
         params:
-            steps=planning.canonical(image3_config(_asn_plan)),
+            plan=lambda wildcards, stem=_asn_plan["stems"][0]: plan_params("image3", stem),
             product=_asn_plan["product"],
             asn_id=_asn_plan["asn_id"],
             software=f"webbflow {webbflow.__version__}",

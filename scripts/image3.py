@@ -1,5 +1,5 @@
-"""Stage 3 imaging of one association: cal files -> crf per member + the product's i2d;
-the rule's outputs name the products."""
+"""Stage 3 imaging of one association: cal files -> crf per member, the product's i2d
+and (unless switched off) its cat and segm; the rule's outputs name the products."""
 
 import json
 import logging
@@ -8,17 +8,24 @@ import sys
 from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import write_product
-from webbflow.pipelines.image3 import run_image3
+from webbflow.pipelines.image3 import run_image3, write_image3_products
 
 logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 try:
-    i2d = run_image3(list(snakemake.input.cal), json.loads(snakemake.params.steps),  # noqa: F821
-                     PIXEL, asn_id=snakemake.params.asn_id,  # noqa: F821
-                     product_name=snakemake.params.product,  # noqa: F821
-                     write_crf=lambda index, crf: write_product(snakemake.output.crf[index], crf))  # noqa: F821
-    write_product(snakemake.output.i2d, i2d)  # noqa: F821
+    plan = snakemake.params.plan  # noqa: F821
+    if plan["problem"]:
+        raise WebbflowError(snakemake.input.asn, plan["problem"].split(": ", 1)[-1])  # noqa: F821
+    refs = {reftype: snakemake.input.get(reftype, "N/A")  # noqa: F821
+            for reftype in json.loads(plan["references"])}
+    products = run_image3(list(snakemake.input.cal), json.loads(plan["steps"]),  # noqa: F821
+                          PIXEL, asn_id=snakemake.params.asn_id,  # noqa: F821
+                          product_name=snakemake.params.product,  # noqa: F821
+                          write_crf=lambda index, crf: write_product(snakemake.output.crf[index], crf),  # noqa: F821
+                          refs=refs)
+    write_image3_products(products, {name: getattr(snakemake.output, name)  # noqa: F821
+                                     for name in products})
 except WebbflowError as exc:
     logging.error("%s", exc)
     print(f"webbflow: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
-"""``webbflow-detector1`` and ``webbflow-image2``: one exposure through one stage without
-Snakemake (for quick looks, benchmarks and debugging). The workflow is the way to run a
-program."""
+"""``webbflow-detector1``, ``webbflow-image2`` and ``webbflow-image3``: one exposure (or
+one association) through one stage without Snakemake (for quick looks, benchmarks and
+debugging). The workflow is the way to run a program."""
 
 import argparse
 import logging
@@ -20,34 +20,53 @@ from webbflow.pipelines.image2 import run_image2
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
 
-def _one_stage(prog, input_suffix, argv, plan, run, check=None):
-    """Parse the common arguments, choose references for the stage ``plan(config, meta)``
-    -> (stage config, reftypes), ``run(path, refs, stage, context)`` -> products, write
-    them beside the input (or in --outdir) under the MAST names."""
+def _parser(prog, input_name, input_help=None):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
-    parser.add_argument(input_suffix)
+    parser.add_argument(input_name, help=input_help)
     parser.add_argument("--outdir", default=None, help="default: next to the input")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))
     parser.add_argument("--crds-path", default=None)
     parser.add_argument("--crds-context", default=None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step and its time")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _setup(args):
+    """Logging and the config."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(message)s")
+    return yaml.safe_load(Path(args.config).read_text())
+
+
+def _crds(args, config):
+    """CRDS settings (the config's, with the command line's path and context) and the
+    context they resolve to."""
+    settings = webbflow_crds.configure({**(config.get("crds") or {}),
+                                        **({"path": args.crds_path} if args.crds_path else {}),
+                                        **({"context": args.crds_context} if args.crds_context else {})})
+    return settings, webbflow_crds.resolve_context(settings)
+
+
+def _references(config, settings, context, meta, reftypes, path):
+    return webbflow_crds.best_references(
+        meta, reftypes, context=context, settings=settings, exposure=path,
+        overrides=(config.get("crds") or {}).get("overrides"))
+
+
+def _one_stage(prog, input_suffix, argv, plan, run, check=None):
+    """Parse the common arguments, choose references for the stage ``plan(config, meta)``
+    -> (stage config, reftypes), ``run(path, refs, stage, context)`` -> products, write
+    them beside the input (or in --outdir) under the MAST names."""
+    args = _parser(prog, input_suffix).parse_args(argv)
     path = getattr(args, input_suffix)
     try:
-        config = yaml.safe_load(Path(args.config).read_text())
-        settings = webbflow_crds.configure({**(config.get("crds") or {}),
-                                            **({"path": args.crds_path} if args.crds_path else {}),
-                                            **({"context": args.crds_context} if args.crds_context else {})})
-        context = webbflow_crds.resolve_context(settings)
+        config = _setup(args)
+        settings, context = _crds(args, config)
         if check is not None:
             check(path)
         meta = read_product(path).meta
         stage, reftypes = plan(config, meta)
-        refs = webbflow_crds.best_references(
-            meta, reftypes, context=context, settings=settings, exposure=path,
-            overrides=(config.get("crds") or {}).get("overrides"))
+        refs = _references(config, settings, context, meta, reftypes, path)
         products = run(path, refs, stage, context)
         outdir = Path(args.outdir) if args.outdir else Path(path).parent
         stem = Path(path).name.removesuffix(f"_{input_suffix}.fits")
@@ -82,45 +101,48 @@ def image2(argv=None):
 
 
 def image3(argv=None):
-    """One level-3 imaging association: members' crf, the product's i2d."""
+    """One level-3 imaging association: members' crf, the product's i2d, cat and segm."""
     import json  # noqa: PLC0415
 
-    from webbflow.pipelines.image3 import run_image3  # noqa: PLC0415
+    from webbflow.pipelines.image3 import run_image3, write_image3_products  # noqa: PLC0415
 
-    parser = argparse.ArgumentParser(prog="webbflow-image3", description=__doc__)
-    parser.add_argument("asn", help="a level-3 association (its members' cal files beside it "
-                                    "or in its parent directory)")
-    parser.add_argument("--outdir", default=None, help="default: the members' directory")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(message)s")
+    args = _parser("webbflow-image3", "asn", "a level-3 association (its members' cal files "
+                   "beside it or in its parent directory)").parse_args(argv)
     try:
-        config = yaml.safe_load(Path(args.config).read_text())
+        config = _setup(args)
         asn_path = Path(args.asn)
         try:
             asn = json.loads(asn_path.read_text())
             product = asn["products"][0]
         except (OSError, ValueError, KeyError, IndexError) as exc:
             raise WebbflowError(asn_path, f"not a readable association: {exc}") from None
-        members = []
+        members, catalogs = [], {}
         for member in product["members"]:
             if member.get("exptype", "science") != "science":
                 continue
             here = asn_path.parent / member["expname"]
             members.append(here if here.exists() else asn_path.parent.parent / member["expname"])
+            if str(member.get("tweakreg_catalog") or "").strip():
+                catalogs[Path(member["expname"]).name] = \
+                    str(asn_path.parent / member["tweakreg_catalog"])
         meta = read_product(members[0]).meta if members else {}
         stage = planning.stage_config(config, "image3", meta)
+        reftypes = planning.image3_reftypes(stage["steps"])
+        refs = {}
+        if members and reftypes:
+            refs = _references(config, *_crds(args, config), meta, reftypes, members[0])
         outdir = Path(args.outdir) if args.outdir else members[0].parent
 
         def write_crf(index, crf):
             stem = members[index].name.removesuffix("_cal.fits")
             write_product(outdir / f"{stem}_{asn['asn_id']}_crf.fits", crf)
 
-        i2d = run_image3([str(m) for m in members], stage, PIXEL, asn_id=asn["asn_id"],
-                         product_name=product["name"], write_crf=write_crf)
-        write_product(outdir / f"{product['name']}_i2d.fits", i2d)
+        products = run_image3([str(m) for m in members], stage, PIXEL, asn_id=asn["asn_id"],
+                              product_name=product["name"], write_crf=write_crf, refs=refs,
+                              tweakreg_catalogs=catalogs)
+        write_image3_products(products, {
+            name: outdir / f"{product['name']}_{planning.IMAGE3_SUFFIXES[name]}"
+            for name in products})
     except WebbflowError as exc:
         print(f"webbflow: {exc}", file=sys.stderr)
         return 1

@@ -78,12 +78,28 @@ IMAGE2_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
 RESAMPLED_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
 
 
-def image2_reftypes(steps):
+IMAGE3_STEPS = ("tweakreg", "skymatch", "outlier_detection", "resample", "source_catalog")
+IMAGE3_STEP_REFTYPES = {"source_catalog": ("apcorr", "abvegaoffset")}
+# calwebb_image3's products (besides each member's crf) -> file-name suffix
+IMAGE3_SUFFIXES = {"i2d": "i2d.fits", "cat": "cat.ecsv", "segm": "segm.fits"}
+
+
+def _reftypes(steps, order, by_step):
     wanted = []
-    for step in IMAGE2_STEPS:
+    for step in order:
         if not steps.get(step, {}).get("skip", False):
-            wanted += [r for r in IMAGE2_STEP_REFTYPES.get(step, ()) if r not in wanted]
+            wanted += [r for r in by_step.get(step, ()) if r not in wanted]
     return wanted
+
+
+def image2_reftypes(steps):
+    return _reftypes(steps, IMAGE2_STEPS, IMAGE2_STEP_REFTYPES)
+
+
+def image3_reftypes(steps):
+    """Chosen from the first member's header, as the official step chooses them from the
+    combined product (whose metadata is the first member's)."""
+    return _reftypes(steps, IMAGE3_STEPS, IMAGE3_STEP_REFTYPES)
 
 
 def image2_mem_mb(meta):

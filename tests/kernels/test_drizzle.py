@@ -207,6 +207,108 @@ def test_bad_region_raises():
         drizzle_image(data, weight, pm, *_empty((10, 10)))
 
 
+def _bits(a):
+    return a.view(np.uint32 if a.dtype == np.float32 else a.dtype)
+
+
+def _multi_vs_separate(data, weight, pm, extra, out_shape, start=None, **kw):
+    """One multi-channel call against one call per channel (SCI with context and DQ,
+    then each extra channel on a copy of the shared extra weight): bit for bit."""
+    n = extra.shape[0]
+    rng = np.random.default_rng(99)
+    dq = rng.integers(0, 8, data.shape).astype(np.uint32)
+    if start is None:
+        sci, wht, con = _empty(out_shape)
+        eout = np.zeros((n,) + out_shape, np.float32)
+        ewht = np.zeros(out_shape, np.float32)
+    else:
+        (sci, wht, con), eout, ewht = start
+    ref = [sci.copy(), wht.copy(), con.copy(), np.zeros(out_shape, np.uint32)]
+    got = [sci.copy(), wht.copy(), con.copy(), np.zeros(out_shape, np.uint32)]
+    ref_e = eout.copy()
+    ref_w = []
+    drizzle_image(data, weight, pm, *ref[:3], 3, in_dq=dq, out_dq=ref[3], **kw)
+    for k in range(n):
+        wk = ewht.copy()
+        drizzle_image(extra[k], weight, pm, ref_e[k], wk, **kw)
+        ref_w.append(wk)
+    got_e = eout.copy()
+    got_w = ewht.copy()
+    drizzle_image(data, weight, pm, *got[:3], 3, in_dq=dq, out_dq=got[3], extra_data=extra,
+                  extra_out=got_e, extra_wht=got_w, **kw)
+    for a, b in zip(got, ref):
+        assert_array_equal(_bits(a), _bits(b))
+    assert_array_equal(_bits(got_e), _bits(ref_e))
+    for wk in ref_w:
+        assert_array_equal(_bits(got_w), _bits(wk))
+    return tuple(got[:3]), got_e, got_w
+
+
+def _extra_channels(seed, shape, n=3):
+    rng = np.random.default_rng(seed)
+    extra = np.sqrt(rng.uniform(0.1, 2.0, (n,) + shape)).astype(np.float32)
+    extra[1, 10:14, 20:30] = np.nan          # NaN values with weight > 0 propagate
+    extra[2, 33, :] = np.nan
+    extra[0, 5, 5] = np.inf
+    return extra
+
+
+MULTI = {
+    "pixfrac1": dict(pixfrac=1.0),
+    "pixfrac0.6": dict(pixfrac=0.6),
+    "point": dict(kernel="point"),
+    "region_iscale": dict(pixfrac=0.8, iscale=1.7, wt_scale=2.5, xmin=4, xmax=55, ymin=2,
+                          ymax=50),
+    "one_strip": dict(pixfrac=0.9, nthreads=1),
+    "many_strips": dict(pixfrac=0.9, nthreads=7),
+}
+
+
+@pytest.mark.parametrize("case", list(MULTI))
+def test_multichannel_equals_separate_calls(case):
+    data, weight = _inputs(12, SHAPE)
+    data[40:42, 10:20] = np.nan
+    weight[30:35, 30:40] = 0.0               # zero weight: nothing added, no context bit
+    weight[20, 50:60] = np.nan               # NaN weight: NaN deposited, as tdriz
+    pm = _pixmap(SHAPE, ang=12.0, scale=0.9, shift=(15.0, 2.0), quad=1e-3)
+    pm[45:47, 30:33] = np.nan
+    extra = _extra_channels(13, SHAPE)
+    first = _multi_vs_separate(data, weight, pm, extra, (95, 100), **MULTI[case])
+    assert np.isnan(first[1]).any() and (first[2] > 0).any()
+    # a second input onto the running sums (non-empty extra weights)
+    d2, w2 = _inputs(14, SHAPE)
+    w2[::5] = 0.0
+    pm2 = _pixmap(SHAPE, ang=-6.0, scale=1.05, shift=(20.0, 14.0))
+    _multi_vs_separate(d2, w2, pm2, _extra_channels(15, SHAPE), (95, 100), start=first,
+                       **MULTI[case])
+
+
+def test_multichannel_without_weight_and_one_channel():
+    data, _ = _inputs(16, SHAPE)
+    pm = _pixmap(SHAPE, ang=30.0, scale=1.2, shift=(30.0, -5.0))
+    _multi_vs_separate(data, None, pm, _extra_channels(17, SHAPE, n=3)[1:2], (80, 80),
+                       pixfrac=0.7)
+
+
+def test_multichannel_argument_checks():
+    data, weight = _inputs(18, SHAPE)
+    pm = _pixmap(SHAPE, shift=(2.0, 2.0))
+    sci, wht, con = _empty((70, 80))
+    extra = np.zeros((2,) + SHAPE, np.float32)
+    eout = np.zeros((2, 70, 80), np.float32)
+    with pytest.raises(ValueError, match="together"):
+        drizzle_image(data, weight, pm, sci, wht, extra_data=extra, extra_out=eout)
+    with pytest.raises(ValueError, match="overlap"):
+        drizzle_image(data, weight, pm, sci, wht, extra_data=extra, extra_out=eout,
+                      extra_wht=wht)
+    with pytest.raises(ValueError, match="channels"):
+        drizzle_image(data, weight, pm, sci, wht, extra_data=extra, extra_out=eout[:1],
+                      extra_wht=np.zeros((70, 80), np.float32))
+    with pytest.raises(TypeError):
+        drizzle_image(data, weight, pm, sci, wht, extra_data=extra.astype(np.float64),
+                      extra_out=eout, extra_wht=np.zeros((70, 80), np.float32))
+
+
 @pytest.mark.parametrize("interp", ["linear", "poly5"])
 def test_blot_vs_tblot(interp):
     yy, xx = np.mgrid[:70, :80]

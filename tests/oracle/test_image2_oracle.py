@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from webbflow.wcs.output import footprint_from_s_region
 
 pytestmark = pytest.mark.oracle
 
@@ -104,9 +105,16 @@ def test_i2d_matches_official(image2_products, stem):
         assert np.array_equal(a["CON"].data, b["CON"].data)
         for name in ("SCI", "WHT", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
             rel = _relative(a[name].data[weighted], b[name].data[weighted])
-            assert rel.max() <= 1e-5, (name, rel.max())
+            # the pixel map is computed with other arithmetic than astropy's (the same
+            # positions to 5e-9 px), which moves overlap areas in the last bits
+            # (the stage-2/3 issue asks for 1e-3)
+            assert rel.max() <= 1e-4, (name, rel.max())
         for key in ("PIXAR_SR", "PIXAR_A2"):
             assert a["SCI"].header[key] == pytest.approx(b["SCI"].header[key], rel=1e-12)
+        vertices_a = footprint_from_s_region(a["SCI"].header["S_REGION"])
+        vertices_b = footprint_from_s_region(b["SCI"].header["S_REGION"])
+        assert vertices_a.shape == vertices_b.shape
+        assert np.abs(vertices_a - vertices_b).max() < 1e-8
         for key in ("XPOSURE", "TMEASURE", "DURATION", "NDRIZ", "PIXFRAC", "RESWHT"):
             header_a = a["SCI"].header if key in a["SCI"].header else a[0].header
             header_b = b["SCI"].header if key in b["SCI"].header else b[0].header

@@ -1,7 +1,9 @@
 """calwebb_image3 side by side with the official Image3Pipeline on the same cal files
-(our stage 2 of the four dithered NIRCam exposures): outlier_detection's crf and the
-combined i2d, array by array. skymatch runs on both sides (the official default);
-tweakreg and source_catalog are skipped on both (not in our image3 yet)."""
+(our stage 2 of the four dithered NIRCam exposures): outlier_detection's crf, the
+combined i2d, array by array, and the mosaic's source catalog and segmentation map.
+Every step runs on both sides with the official defaults; tweakreg, with four stars an
+exposure on this field, aligns nothing (test_tweakreg_oracle.py has a dense field), and
+skymatch finds the levels test_skymatch_oracle.py checks in detail."""
 
 import json
 import shutil
@@ -11,12 +13,15 @@ import sys
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
 
 from tests.oracle.official import run_official
+from webbflow.wcs.output import footprint_from_s_region
 
 pytestmark = pytest.mark.oracle
 
-SKIPPED = {"tweakreg": {"skip": True}, "source_catalog": {"skip": True}}
+OFFICIAL_DEFAULTS = {}
+PRODUCT = "jw01234-o005_t001_nircam_f200w-generic"
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +39,17 @@ def image3_side_by_side(imaging_rates, image2_products, tmp_path_factory):
         hdul["SCI"].data[300, 301] += 80.0
     asn = {"asn_type": "image3", "asn_rule": "Asn_Lv3Image", "asn_id": "o005",
            "asn_pool": "test", "program": "01234", "target": "1",
-           "products": [{"name": "jw01234-o005_t001_nircam_f200w-generic",
+           "products": [{"name": PRODUCT,
                          "members": [{"expname": c.name, "exptype": "science"} for c in cals]}]}
     asn_path = work / "image3_asn.json"
     asn_path.write_text(json.dumps(asn))
     ours = tmp_path_factory.mktemp("ours_image3")
     result = subprocess.run([sys.executable, "-m", "webbflow.cli", "image3", str(asn_path),
-                             "--outdir", str(ours)], capture_output=True, text=True, timeout=1800)
+                             "--outdir", str(ours), "--crds-path", str(program / "crds_cache")],
+                            capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     official = tmp_path_factory.mktemp("official_image3")
-    run_official([(str(asn_path), SKIPPED)], program / "crds_cache", official,
+    run_official([(str(asn_path), OFFICIAL_DEFAULTS)], program / "crds_cache", official,
                  pipeline="Image3Pipeline")
     return ours, official, [c.name.removesuffix("_cal.fits") for c in cals]
 
@@ -66,6 +72,11 @@ def test_crf_matches_official(image3_side_by_side):
             for ext in ("SCI", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
                 assert _relative(a[ext].data, b[ext].data).max(initial=0) <= 1e-6, (stem, ext)
             assert a[0].header["S_OUTLIR"] == b[0].header["S_OUTLIR"] == "COMPLETE"
+            assert a[0].header["S_TWKREG"] == b[0].header["S_TWKREG"], stem
+            for key in ("S_SKYMAT", "BKGSUB", "BKGMETH"):
+                assert a[0].header.get(key) == b[0].header.get(key), (stem, key)
+            assert a[0].header["BKGLEVEL"] == pytest.approx(b[0].header["BKGLEVEL"],
+                                                            rel=1e-4, abs=1e-5), stem
             flagged += int(np.count_nonzero(a["DQ"].data & 16))
     # the injected hits (7 pixels) and whatever the data hold
     assert flagged >= 7
@@ -75,7 +86,7 @@ def test_crf_matches_official(image3_side_by_side):
 
 def test_i2d_matches_official(image3_side_by_side):
     ours, official, _ = image3_side_by_side
-    name = "jw01234-o005_t001_nircam_f200w-generic_i2d.fits"
+    name = f"{PRODUCT}_i2d.fits"
     with fits.open(ours / name) as a, fits.open(official / name) as b:
         assert a["SCI"].data.shape == b["SCI"].data.shape
         for key in ("CRVAL1", "CRVAL2", "CDELT1", "CDELT2", "CRPIX1", "CRPIX2",
@@ -86,8 +97,40 @@ def test_i2d_matches_official(image3_side_by_side):
         assert np.array_equal(a["CON"].data, b["CON"].data)
         for ext in ("SCI", "WHT", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
             rel = _relative(a[ext].data[weighted], b[ext].data[weighted])
-            assert rel.max() <= 1e-5, (ext, rel.max())
+            # the pixel map is computed with other arithmetic than astropy's (the same
+            # positions to 5e-9 px), which moves overlap areas in the last bits
+            # (the stage-2/3 issue asks for 1e-3)
+            assert rel.max() <= 1e-4, (ext, rel.max())
+        # the union of the members' footprints, cut to the grid
+        region_a, region_b = a["SCI"].header["S_REGION"], b["SCI"].header["S_REGION"]
+        assert region_a.count("POLYGON") == region_b.count("POLYGON")
+        vertices_a, vertices_b = footprint_from_s_region(region_a), footprint_from_s_region(region_b)
+        assert vertices_a.shape == vertices_b.shape and len(vertices_a) > 4
+        assert np.abs(vertices_a - vertices_b).max() < 1e-8
         for key in ("XPOSURE", "TMEASURE", "DURATION", "NDRIZ"):
             header_a = a["SCI"].header if key in a["SCI"].header else a[0].header
             header_b = b["SCI"].header if key in b["SCI"].header else b[0].header
             assert header_a[key] == header_b[key], key
+
+
+def test_catalog_matches_official(image3_side_by_side):
+    """The mosaic's catalog and segmentation map: same sources, positions and fluxes
+    (the i2d agree to float precision, so everything downstream does too)."""
+    ours, official, _ = image3_side_by_side
+    a = Table.read(ours / f"{PRODUCT}_cat.ecsv")
+    b = Table.read(official / f"{PRODUCT}_cat.ecsv")
+    assert len(a) == len(b) > 0
+    assert a.colnames == b.colnames
+    assert np.array_equal(a["label"], b["label"])
+    for name in ("xcentroid", "ycentroid"):
+        assert np.abs(np.asarray(a[name]) - np.asarray(b[name])).max() < 1e-6, name
+    for name in a.colnames:
+        if name.endswith("_flux") or name.endswith("_flux_err") or name.endswith("mag"):
+            va, vb = np.asarray(a[name], float), np.asarray(b[name], float)
+            assert np.array_equal(np.isnan(va), np.isnan(vb)), name
+            finite = np.isfinite(vb)
+            assert np.allclose(va[finite], vb[finite], rtol=1e-5, atol=0), name
+    assert np.array_equal(a["is_extended"], b["is_extended"])
+    with fits.open(ours / f"{PRODUCT}_segm.fits") as sa, \
+            fits.open(official / f"{PRODUCT}_segm.fits") as sb:
+        assert np.array_equal(sa["SCI"].data, sb["SCI"].data)

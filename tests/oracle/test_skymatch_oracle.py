@@ -185,6 +185,8 @@ def test_image3_with_skymatch(offset_association, tmp_path_factory, options):
     ours = tmp_path_factory.mktemp("ours_image3_sky")
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["image3"]["steps"]["skymatch"].update(options)
+    for step in SKIPPED:
+        config["image3"]["steps"][step]["skip"] = True
     config_path = ours / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     result = subprocess.run([sys.executable, "-m", "webbflow.cli", "image3", str(asn_path),

@@ -322,8 +322,9 @@ def test_truth_isolated_stars(official_image3, mosaic_side_by_side):
 
 
 def test_no_detection_and_options(official_image3):
-    """A blank image gives no catalog (the official step then writes nothing); options
-    reach the finder (a huge threshold finds nothing)."""
+    """A blank image gives an empty catalog with the full set of columns and an all-zero
+    segmentation map (the official step writes no files then; a workflow job needs its
+    declared outputs); options reach the finder (a huge threshold finds nothing)."""
     from stdatamodels.jwst import datamodels
     from webbflow.io import read_product
     from webbflow.steps.source_catalog import make_source_catalog
@@ -334,13 +335,16 @@ def test_no_detection_and_options(official_image3):
         wcs = model.meta.wcs
     product = read_product(i2d, require=())
     apcorr, abvega = _references(program, "NIRCAM")
+    official = Table.read(level3 / f"{PRODUCT}_cat.ecsv")
     rng = np.random.default_rng(1)
     blank = rng.normal(0.0, 1.0, product["data"].shape).astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert make_source_catalog(blank, np.ones_like(blank), np.ones_like(blank), wcs,
-                                   product.meta, apcorr, abvega) == (None, None)
+        catalog, segm = make_source_catalog(blank, np.ones_like(blank), np.ones_like(blank),
+                                            wcs, product.meta, apcorr, abvega)
+        assert len(catalog) == 0 and catalog.colnames == official.colnames
+        assert segm.shape == blank.shape and not segm.any()
         catalog, _ = make_source_catalog(product["data"], product["err"], product["wht"], wcs,
                                          product.meta, apcorr, abvega,
                                          {"snr_threshold": 1e6})
-    assert catalog is None
+    assert len(catalog) == 0

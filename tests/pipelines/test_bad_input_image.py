@@ -75,7 +75,8 @@ def test_image3_member_without_wcs(rate, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     result = subprocess.run([sys.executable, "-m", "webbflow.cli", "image3", str(asn_path),
-                             "--outdir", str(out)], capture_output=True, text=True, timeout=900)
+                             "--outdir", str(out), "--crds-path", str(program / "crds_cache")],
+                            capture_output=True, text=True, timeout=900)
     line = _error_line(result)
     assert path.name in line and "WCS" in line, line
     assert not list(out.iterdir())

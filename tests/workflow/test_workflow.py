@@ -126,6 +126,25 @@ def test_full_run_writes_products_next_to_inputs(finished_run):
     assert "Nothing to be done" in _snakemake(finished_run, "-n").stdout
 
 
+def test_stage3_products_of_each_association(finished_run):
+    """Every level-3 imaging product: an i2d, its catalog and its segmentation map, the
+    catalog's labels being the map's segments."""
+    from astropy.table import Table
+
+    mosaics = sorted(finished_run.glob("jw01234-o*_i2d.fits"))
+    assert len(mosaics) == 2
+    for i2d_path in mosaics:
+        name = i2d_path.name.removesuffix("_i2d.fits")
+        i2d = read_product(i2d_path)
+        assert i2d.get("cal_step.resample") == "COMPLETE"
+        segm = read_product(finished_run / f"{name}_segm.fits")
+        assert segm.model_type == "SegmentationMapModel"
+        assert segm["data"].shape == i2d["data"].shape
+        catalog = Table.read(finished_run / f"{name}_cat.ecsv")
+        labels = np.unique(segm["data"][segm["data"] > 0])
+        assert np.array_equal(np.sort(np.asarray(catalog["label"])), labels)
+
+
 def test_report_has_a_preview_of_every_rate_product(finished_run):
     for stem in (NIS3, NIS2, MIRI):
         png = (finished_run / f"{stem}_rate.png").read_bytes()

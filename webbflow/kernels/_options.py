@@ -42,8 +42,12 @@ def _cache_dir():
 numba.config.CACHE_DIR = _cache_dir()
 
 
-def njit(func=None, *, parallel=False):
+def njit(func=None, *, parallel=False, inline=False):
+    """``inline=True``: numba inlines the function into its callers at the IR level, for
+    small helpers of hot loops that LLVM would otherwise leave as calls."""
     options = NJIT_PARALLEL if parallel else NJIT
+    if inline:
+        options = dict(options, inline="always")
     if func is None:
         return lambda f: numba.njit(**options)(f)
     return numba.njit(**options)(func)

@@ -34,6 +34,11 @@ What is reproduced (bit for bit where it was checked, see tests/kernels/test_dri
   strip, so each output pixel receives its contributions in exactly the serial order,
   whatever the thread count (bit-reproducible).
 
+  Extra channels (``extra_data``/``extra_out``/``extra_wht``, e.g. the square roots of
+  the three variances that resample drizzles with the same weights) share that one pass:
+  the corners, overlaps and weights are computed once per input pixel and deposited into
+  every channel, each ending up exactly as its own tdriz call would leave it.
+
 * ``tblot(..., interp='linear', ...)`` (what ``stcal.outlier_detection.utils.gwcs_blot``
   uses; it replaces NaN pixmap entries by -1 first) and tblot's own default ``'poly5'``:
   :func:`blot_image`.
@@ -678,26 +683,18 @@ def _balance_strips(row_x1, row_x2, jlo, jhi, cmin, cmax, out_ny, nstrips, edges
     edges[nstrips] = out_ny
 
 
-@njit
-def _update(out_sci, out_wht, out_dq, use_dq, ii, jj, d, dow, dqv):
-    """``update_data``/``update_data_var`` for one output pixel (dow != 0): float32
-    products and sum, one division (float32 division of float32 operands equals C's
-    double division rounded to float), W += dow in float32."""
-    vc = out_wht[jj, ii]
+@njit(inline=True)
+def _blend(vc, cur, d, dow):
+    """``update_data`` for one output pixel (dow != 0) holding ``cur`` with weight vc:
+    float32 products and sum, one division (float32 division of float32 operands equals
+    C's double division rounded to float); the first contribution is copied."""
     if vc == 0.0:
-        out_sci[jj, ii] = d
-        if use_dq:
-            out_dq[jj, ii] = dqv
-    else:
-        num = out_sci[jj, ii] * vc + dow * d
-        den = vc + dow
-        if den != 0.0:
-            out_sci[jj, ii] = num / den
-        else:
-            out_sci[jj, ii] = _div(np.float64(num), np.float64(den))
-        if use_dq:
-            out_dq[jj, ii] |= dqv
-    out_wht[jj, ii] = vc + dow
+        return d
+    num = cur * vc + dow * d
+    den = vc + dow
+    if den != 0.0:
+        return num / den
+    return np.float32(_div(np.float64(num), np.float64(den)))
 
 
 @njit
@@ -811,18 +808,110 @@ def _row_corners(pixmap, j, x1, x2, h, out_nx, out_ny, qc, qb, bad, qg):
         qb[3, i] = min(_nint_clamped(a if a > b else b, out_ny), out_ny - 1)
 
 
+@njit(inline=True)
+def _side_x(xa, xb, xs):
+    """sgarea's x-part of the side from x = xa to xb for the output column starting at
+    xs: it depends on the column only, so the caller computes it once per column.
+    Returns (active, sign, xl, xh, sx1, sx2, dx); inactive: the side misses the column."""
+    sx1 = xa - xs
+    sx2 = xb - xs
+    dx = sx2 - sx1
+    act = False
+    sg = 1.0
+    xl = 0.0
+    xh = 0.0
+    if dx != 0.0:
+        if dx < 0.0:
+            sg = -1.0
+            xl = sx2
+            xh = sx1
+        else:
+            xl = sx1
+            xh = sx2
+        if not (xl >= 1.0 or xh <= 0.0):
+            act = True
+            if xl < 0.0:
+                xl = 0.0
+            if xh > 1.0:
+                xh = 1.0
+    return act, sg, xl, xh, sx1, sx2, dx
+
+
+@njit(inline=True)
+def _side_y(sg, xl, xh, sx1, sx2, dx, ya, yb, ys):
+    """sgarea's y-part: the signed area under the side from (xa, ya) to (xb, yb) within
+    the output pixel whose lower edge is ys (x-part from :func:`_side_x`, active)."""
+    sy1 = ya - ys
+    sy2 = yb - ys
+    dy = sy2 - sy1
+    slope = dy / dx
+    ylo = sy1 + slope * (xl - sx1)
+    yhi = sy1 + slope * (xh - sx1)
+    if ylo <= 0.0 and yhi <= 0.0:
+        return 0.0      # the caller's sum is never -0.0, so adding +0.0 changes no bit
+    if ylo >= 1.0 and yhi >= 1.0:
+        return sg * (xh - xl)
+    xlo = xl
+    xhi = xh
+    det = sx1 * sy2 - sy1 * sx2
+    if ylo < 0.0:
+        ylo = 0.0
+        xlo = det / dy
+    if yhi < 0.0:
+        yhi = 0.0
+        xhi = det / dy
+    if ylo <= 1.0:
+        if yhi <= 1.0:
+            return sg * 0.5 * (xhi - xlo) * (yhi + ylo)
+        xtop = (dx + det) / dy
+        t = 0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop
+        return sg * t
+    xtop = (dx + det) / dy
+    t = 0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo
+    return sg * t
+
+
+@njit(inline=True)
+def _deposit(out_sci, out_wht, out_con, use_con, bitval, out_dq, use_dq, ext_out, ext_wht,
+             ii, jj, d, dk, dow, dqv):
+    """One contribution of weight dow to output pixel (ii, jj): the context bit where
+    dow > 0, then (dow != 0) SCI/WHT/DQ and, with extra channels, each channel k with
+    value dk[k] against the shared extra weight ext_wht."""
+    if use_con and dow > 0.0:
+        out_con[jj, ii] |= bitval
+    if dow == 0.0:
+        return
+    vc = out_wht[jj, ii]
+    out_sci[jj, ii] = _blend(vc, out_sci[jj, ii], d, dow)
+    out_wht[jj, ii] = vc + dow
+    if use_dq:
+        if vc == 0.0:
+            out_dq[jj, ii] = dqv
+        else:
+            out_dq[jj, ii] |= dqv
+    # None (no extra channels) is a type: numba compiles this branch out of SCI-only calls
+    if ext_wht is not None:
+        ve = ext_wht[jj, ii]
+        for k in range(dk.size):
+            ext_out[k, jj, ii] = _blend(ve, ext_out[k, jj, ii], dk[k], dow)
+        ext_wht[jj, ii] = ve + dow
+
+
 @njit(parallel=True)
 def _drizzle_kernel(data, weight, use_weight, pixmap, out_sci, out_wht, out_con, use_con,
-                    bitval, in_dq, out_dq, use_dq, row_x1, row_x2, jlo, jhi,
-                    cmin, cmax, dmax, edges, h, iscale, wt_scale):
+                    bitval, in_dq, out_dq, use_dq, ext_data, ext_out, ext_wht,
+                    row_x1, row_x2, jlo, jhi, cmin, cmax, dmax, edges, h, iscale, wt_scale):
     """The square-kernel scatter. Strip s owns output rows edges[s]..edges[s+1]-1 and
     walks, in C order, the input pixels that may reach it (rows rejected by a bound on
-    how far corners lie from pixel centres). boxer/sgarea and update_data are written
-    out inline (numba does not inline such helpers); sgarea's x-part, which depends on
-    the output column only, is computed once per column."""
+    how far corners lie from pixel centres). boxer/sgarea is split per quad side into an
+    x-part computed once per output column and a y-part per output pixel; the overlap
+    and weight of each output pixel are computed once and deposited into all channels."""
     out_ny = out_sci.shape[0]
     out_nx = out_sci.shape[1]
     nx = pixmap.shape[1]
+    nch = 0
+    if ext_data is not None:
+        nch = ext_data.shape[0]
     nstrips = edges.size - 1
     grow = 2.0 * (1.0 + h + h * h) * (1.0 + 1e-6)    # generous: any h, border cells
     for s in prange(nstrips):
@@ -834,6 +923,7 @@ def _drizzle_kernel(data, weight, use_weight, pixmap, out_sci, out_wht, out_con,
         qb = np.empty((4, nx), np.int64)
         bad = np.empty(nx, np.bool_)
         qg = np.empty((4, nx + 1))
+        dk = np.empty(nch, np.float32)
         for j in range(jlo, jhi + 1):
             x1r = row_x1[j]
             x2r = row_x2[j]
@@ -862,6 +952,9 @@ def _drizzle_kernel(data, weight, use_weight, pixmap, out_sci, out_wht, out_con,
                 qy3 = qc[7, i]
                 jaco = qc[8, i]
                 d = data[j, i] * iscale
+                if ext_data is not None:
+                    for k in range(nch):
+                        dk[k] = ext_data[k, j, i] * iscale
                 if use_weight:
                     wnum = np.float64(weight[j, i] * wt_scale)
                 else:
@@ -873,257 +966,44 @@ def _drizzle_kernel(data, weight, use_weight, pixmap, out_sci, out_wht, out_con,
                 dqv = in_dq[j, i] if use_dq else np.uint32(0)
                 for ii in range(ii0, ii1 + 1):
                     xs = ii - 0.5
-                    # x-part of sgarea for the 4 sides (C: boxer -> sgarea), shared by the rows
-                    sx1_0 = qx0 - xs
-                    sx2_0 = qx1 - xs
-                    dx_0 = sx2_0 - sx1_0
-                    act_0 = False
-                    sg_0 = 1.0
-                    xl_0 = 0.0
-                    xh_0 = 0.0
-                    if dx_0 != 0.0:
-                        if dx_0 < 0.0:
-                            sg_0 = -1.0
-                            xl_0 = sx2_0
-                            xh_0 = sx1_0
-                        else:
-                            xl_0 = sx1_0
-                            xh_0 = sx2_0
-                        if not (xl_0 >= 1.0 or xh_0 <= 0.0):
-                            act_0 = True
-                            if xl_0 < 0.0:
-                                xl_0 = 0.0
-                            if xh_0 > 1.0:
-                                xh_0 = 1.0
-                    sx1_1 = qx1 - xs
-                    sx2_1 = qx2 - xs
-                    dx_1 = sx2_1 - sx1_1
-                    act_1 = False
-                    sg_1 = 1.0
-                    xl_1 = 0.0
-                    xh_1 = 0.0
-                    if dx_1 != 0.0:
-                        if dx_1 < 0.0:
-                            sg_1 = -1.0
-                            xl_1 = sx2_1
-                            xh_1 = sx1_1
-                        else:
-                            xl_1 = sx1_1
-                            xh_1 = sx2_1
-                        if not (xl_1 >= 1.0 or xh_1 <= 0.0):
-                            act_1 = True
-                            if xl_1 < 0.0:
-                                xl_1 = 0.0
-                            if xh_1 > 1.0:
-                                xh_1 = 1.0
-                    sx1_2 = qx2 - xs
-                    sx2_2 = qx3 - xs
-                    dx_2 = sx2_2 - sx1_2
-                    act_2 = False
-                    sg_2 = 1.0
-                    xl_2 = 0.0
-                    xh_2 = 0.0
-                    if dx_2 != 0.0:
-                        if dx_2 < 0.0:
-                            sg_2 = -1.0
-                            xl_2 = sx2_2
-                            xh_2 = sx1_2
-                        else:
-                            xl_2 = sx1_2
-                            xh_2 = sx2_2
-                        if not (xl_2 >= 1.0 or xh_2 <= 0.0):
-                            act_2 = True
-                            if xl_2 < 0.0:
-                                xl_2 = 0.0
-                            if xh_2 > 1.0:
-                                xh_2 = 1.0
-                    sx1_3 = qx3 - xs
-                    sx2_3 = qx0 - xs
-                    dx_3 = sx2_3 - sx1_3
-                    act_3 = False
-                    sg_3 = 1.0
-                    xl_3 = 0.0
-                    xh_3 = 0.0
-                    if dx_3 != 0.0:
-                        if dx_3 < 0.0:
-                            sg_3 = -1.0
-                            xl_3 = sx2_3
-                            xh_3 = sx1_3
-                        else:
-                            xl_3 = sx1_3
-                            xh_3 = sx2_3
-                        if not (xl_3 >= 1.0 or xh_3 <= 0.0):
-                            act_3 = True
-                            if xl_3 < 0.0:
-                                xl_3 = 0.0
-                            if xh_3 > 1.0:
-                                xh_3 = 1.0
+                    a0, sg0, xl0, xh0, sa0, sb0, dx0 = _side_x(qx0, qx1, xs)
+                    a1, sg1, xl1, xh1, sa1, sb1, dx1 = _side_x(qx1, qx2, xs)
+                    a2, sg2, xl2, xh2, sa2, sb2, dx2 = _side_x(qx2, qx3, xs)
+                    a3, sg3, xl3, xh3, sa3, sb3, dx3 = _side_x(qx3, qx0, xs)
                     for jj in range(jj0, jj1 + 1):
                         ys = jj - 0.5
+                        # summed over the sides in C's order
                         dover = 0.0
-                        # y-part of sgarea, summed over the sides in C order
-                        if act_0:
-                            sy1 = qy0 - ys
-                            sy2 = qy1 - ys
-                            dy = sy2 - sy1
-                            slope = dy / dx_0
-                            ylo = sy1 + slope * (xl_0 - sx1_0)
-                            yhi = sy1 + slope * (xh_0 - sx1_0)
-                            if not (ylo <= 0.0 and yhi <= 0.0):
-                                if ylo >= 1.0 and yhi >= 1.0:
-                                    dover += sg_0 * (xh_0 - xl_0)
-                                else:
-                                    xlo = xl_0
-                                    xhi = xh_0
-                                    det = sx1_0 * sy2 - sy1 * sx2_0
-                                    if ylo < 0.0:
-                                        ylo = 0.0
-                                        xlo = det / dy
-                                    if yhi < 0.0:
-                                        yhi = 0.0
-                                        xhi = det / dy
-                                    if ylo <= 1.0:
-                                        if yhi <= 1.0:
-                                            dover += sg_0 * 0.5 * (xhi - xlo) * (yhi + ylo)
-                                        else:
-                                            xtop = (dx_0 + det) / dy
-                                            t = 0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop
-                                            dover += sg_0 * t
-                                    else:
-                                        xtop = (dx_0 + det) / dy
-                                        t = 0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo
-                                        dover += sg_0 * t
-                        if act_1:
-                            sy1 = qy1 - ys
-                            sy2 = qy2 - ys
-                            dy = sy2 - sy1
-                            slope = dy / dx_1
-                            ylo = sy1 + slope * (xl_1 - sx1_1)
-                            yhi = sy1 + slope * (xh_1 - sx1_1)
-                            if not (ylo <= 0.0 and yhi <= 0.0):
-                                if ylo >= 1.0 and yhi >= 1.0:
-                                    dover += sg_1 * (xh_1 - xl_1)
-                                else:
-                                    xlo = xl_1
-                                    xhi = xh_1
-                                    det = sx1_1 * sy2 - sy1 * sx2_1
-                                    if ylo < 0.0:
-                                        ylo = 0.0
-                                        xlo = det / dy
-                                    if yhi < 0.0:
-                                        yhi = 0.0
-                                        xhi = det / dy
-                                    if ylo <= 1.0:
-                                        if yhi <= 1.0:
-                                            dover += sg_1 * 0.5 * (xhi - xlo) * (yhi + ylo)
-                                        else:
-                                            xtop = (dx_1 + det) / dy
-                                            t = 0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop
-                                            dover += sg_1 * t
-                                    else:
-                                        xtop = (dx_1 + det) / dy
-                                        t = 0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo
-                                        dover += sg_1 * t
-                        if act_2:
-                            sy1 = qy2 - ys
-                            sy2 = qy3 - ys
-                            dy = sy2 - sy1
-                            slope = dy / dx_2
-                            ylo = sy1 + slope * (xl_2 - sx1_2)
-                            yhi = sy1 + slope * (xh_2 - sx1_2)
-                            if not (ylo <= 0.0 and yhi <= 0.0):
-                                if ylo >= 1.0 and yhi >= 1.0:
-                                    dover += sg_2 * (xh_2 - xl_2)
-                                else:
-                                    xlo = xl_2
-                                    xhi = xh_2
-                                    det = sx1_2 * sy2 - sy1 * sx2_2
-                                    if ylo < 0.0:
-                                        ylo = 0.0
-                                        xlo = det / dy
-                                    if yhi < 0.0:
-                                        yhi = 0.0
-                                        xhi = det / dy
-                                    if ylo <= 1.0:
-                                        if yhi <= 1.0:
-                                            dover += sg_2 * 0.5 * (xhi - xlo) * (yhi + ylo)
-                                        else:
-                                            xtop = (dx_2 + det) / dy
-                                            t = 0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop
-                                            dover += sg_2 * t
-                                    else:
-                                        xtop = (dx_2 + det) / dy
-                                        t = 0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo
-                                        dover += sg_2 * t
-                        if act_3:
-                            sy1 = qy3 - ys
-                            sy2 = qy0 - ys
-                            dy = sy2 - sy1
-                            slope = dy / dx_3
-                            ylo = sy1 + slope * (xl_3 - sx1_3)
-                            yhi = sy1 + slope * (xh_3 - sx1_3)
-                            if not (ylo <= 0.0 and yhi <= 0.0):
-                                if ylo >= 1.0 and yhi >= 1.0:
-                                    dover += sg_3 * (xh_3 - xl_3)
-                                else:
-                                    xlo = xl_3
-                                    xhi = xh_3
-                                    det = sx1_3 * sy2 - sy1 * sx2_3
-                                    if ylo < 0.0:
-                                        ylo = 0.0
-                                        xlo = det / dy
-                                    if yhi < 0.0:
-                                        yhi = 0.0
-                                        xhi = det / dy
-                                    if ylo <= 1.0:
-                                        if yhi <= 1.0:
-                                            dover += sg_3 * 0.5 * (xhi - xlo) * (yhi + ylo)
-                                        else:
-                                            xtop = (dx_3 + det) / dy
-                                            t = 0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop
-                                            dover += sg_3 * t
-                                    else:
-                                        xtop = (dx_3 + det) / dy
-                                        t = 0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo
-                                        dover += sg_3 * t
+                        if a0:
+                            dover += _side_y(sg0, xl0, xh0, sa0, sb0, dx0, qy0, qy1, ys)
+                        if a1:
+                            dover += _side_y(sg1, xl1, xh1, sa1, sb1, dx1, qy1, qy2, ys)
+                        if a2:
+                            dover += _side_y(sg2, xl2, xh2, sa2, sb2, dx2, qy2, qy3, ys)
+                        if a3:
+                            dover += _side_y(sg3, xl3, xh3, sa3, sb3, dx3, qy3, qy0, ys)
                         if dover == 0.0:
                             continue
-                        dow = np.float32(dover * w)
-                        if use_con and dow > 0.0:
-                            out_con[jj, ii] |= bitval
-                        if dow == 0.0:
-                            continue
-                        # update_data (see _update), inline
-                        vc = out_wht[jj, ii]
-                        if vc == 0.0:
-                            out_sci[jj, ii] = d
-                            if use_dq:
-                                out_dq[jj, ii] = dqv
-                        else:
-                            num = out_sci[jj, ii] * vc + dow * d
-                            den = vc + dow
-                            if den != 0.0:
-                                out_sci[jj, ii] = num / den
-                            else:
-                                out_sci[jj, ii] = _div(np.float64(num), np.float64(den))
-                            if use_dq:
-                                out_dq[jj, ii] |= dqv
-                        out_wht[jj, ii] = vc + dow
+                        _deposit(out_sci, out_wht, out_con, use_con, bitval, out_dq, use_dq,
+                                 ext_out, ext_wht, ii, jj, d, dk, np.float32(dover * w), dqv)
 
 
 @njit(parallel=True)
 def _point_kernel(data, weight, use_weight, pixmap, out_sci, out_wht, out_con, use_con,
-                  bitval, in_dq, out_dq, use_dq, row_x1, row_x2, jlo, jhi, edges,
-                  iscale, wt_scale):
+                  bitval, in_dq, out_dq, use_dq, ext_data, ext_out, ext_wht,
+                  row_x1, row_x2, jlo, jhi, edges, iscale, wt_scale):
     """``do_kernel_point``: each input pixel to output pixel nintd(pixmap), whole value,
     weight * wt_scale (no jacobian); same strip scheme as the square kernel."""
-    out_ny = out_sci.shape[0]
     out_nx = out_sci.shape[1]
+    nch = 0
+    if ext_data is not None:
+        nch = ext_data.shape[0]
     nstrips = edges.size - 1
     one32 = np.float32(1.0)
     for s in prange(nstrips):
         lo = edges[s]
         hi = edges[s + 1] - 1
+        dk = np.empty(nch, np.float32)
         for j in range(jlo, jhi + 1):
             for i in range(row_x1[j], row_x2[j] + 1):
                 xc = pixmap[j, i, 0]
@@ -1137,12 +1017,13 @@ def _point_kernel(data, weight, use_weight, pixmap, out_sci, out_wht, out_con, u
                 if ii < 0 or ii >= out_nx:
                     continue
                 d = data[j, i] * iscale
+                if ext_data is not None:
+                    for k in range(nch):
+                        dk[k] = ext_data[k, j, i] * iscale
                 dow = weight[j, i] * wt_scale if use_weight else one32
-                if use_con and dow > 0.0:
-                    out_con[jj, ii] |= bitval
-                if dow != 0.0:
-                    dqv = in_dq[j, i] if use_dq else np.uint32(0)
-                    _update(out_sci, out_wht, out_dq, use_dq, ii, jj, d, dow, dqv)
+                dqv = in_dq[j, i] if use_dq else np.uint32(0)
+                _deposit(out_sci, out_wht, out_con, use_con, bitval, out_dq, use_dq,
+                         ext_out, ext_wht, ii, jj, d, dk, dow, dqv)
 
 
 def _check(name, a, dtype, ndim):
@@ -1155,7 +1036,7 @@ def _check(name, a, dtype, ndim):
 def drizzle_image(data, weight, pixmap, out_sci, out_wht, out_con=None, context_bit=0, *,
                   pixfrac=1.0, iscale=1.0, wt_scale=1.0, kernel="square",
                   xmin=0, xmax=None, ymin=0, ymax=None, in_dq=None, out_dq=None,
-                  nthreads=None):
+                  extra_data=None, extra_out=None, extra_wht=None, nthreads=None):
     """Drizzle one input image onto the output arrays, in place (``cdrizzle.tdriz``).
 
     Parameters
@@ -1185,6 +1066,18 @@ def drizzle_image(data, weight, pixmap, out_sci, out_wht, out_con=None, context_
         (tdriz convention).
     in_dq, out_dq : uint32 arrays or None
         Optional DQ propagation (output = OR of the contributing inputs' DQ).
+    extra_data : float32 (n, ny, nx) or None
+        More images on the same input pixels (e.g. the square roots of the variances),
+        drizzled in the same pass: the overlap geometry and the weights are computed
+        once for all channels.
+    extra_out : float32 (n, ony, onx)
+        Running weighted means of the extra channels, updated in place.
+    extra_wht : float32 (ony, onx)
+        The summed weights of the extra channels (one array: every channel receives the
+        same weights), distinct from out_wht. Channel k ends up bit for bit as
+        ``drizzle_image(extra_data[k], weight, pixmap, extra_out[k], w_k, **same_options)``
+        with w_k a copy of extra_wht, and extra_wht as each w_k; iscale applies to every
+        channel, the context and DQ only to ``out_sci``.
     nthreads : int or None
         Number of output strips processed in parallel (default: numba's thread count);
         the result does not depend on it.
@@ -1232,6 +1125,25 @@ def drizzle_image(data, weight, pixmap, out_sci, out_wht, out_con=None, context_
     else:
         in_dq = np.zeros((1, 1), np.uint32)
         out_dq = np.zeros((1, 1), np.uint32)
+    if extra_data is not None or extra_out is not None or extra_wht is not None:
+        if extra_data is None or extra_out is None or extra_wht is None:
+            raise ValueError("extra_data, extra_out and extra_wht must be given together")
+        _check("extra_data", extra_data, np.float32, 3)
+        _check("extra_out", extra_out, np.float32, 3)
+        _check("extra_wht", extra_wht, np.float32, 2)
+        if extra_data.shape[1:] != data.shape or extra_out.shape[1:] != out_sci.shape:
+            raise ValueError("extra_data/extra_out shapes do not match data/out_sci")
+        if extra_out.shape[0] != extra_data.shape[0]:
+            raise ValueError("extra_out and extra_data differ in their number of channels")
+        if extra_wht.shape != out_sci.shape:
+            raise ValueError("extra_wht shape differs from out_sci")
+        # the kernel reads each output weight before adding to it, channel by channel
+        for a in (out_sci, out_wht):
+            for b in (extra_out, extra_wht):
+                if np.may_share_memory(a, b):
+                    raise ValueError("extra_out/extra_wht must not overlap out_sci/out_wht")
+        if np.may_share_memory(extra_out, extra_wht):
+            raise ValueError("extra_wht must not overlap extra_out")
     if kernel not in ("square", "point"):
         raise ValueError("kernel must be 'square' or 'point'")
     if nx < 2 or ny < 2:
@@ -1267,13 +1179,14 @@ def drizzle_image(data, weight, pixmap, out_sci, out_wht, out_con=None, context_
     _balance_strips(row_x1, row_x2, jlo, jhi, cmin, cmax, ony, nstrips, edges)
     if kernel == "point":
         _point_kernel(data, weight, use_weight, pixmap, out_sci, out_wht, out_con, use_con,
-                      bitval, in_dq, out_dq, use_dq, row_x1, row_x2, jlo, jhi, edges,
-                      np.float32(iscale), np.float32(wt_scale))
+                      bitval, in_dq, out_dq, use_dq, extra_data, extra_out, extra_wht,
+                      row_x1, row_x2, jlo, jhi, edges, np.float32(iscale),
+                      np.float32(wt_scale))
     else:
         _drizzle_kernel(data, weight, use_weight, pixmap, out_sci, out_wht, out_con, use_con,
-                        bitval, in_dq, out_dq, use_dq, row_x1, row_x2, jlo, jhi,
-                        cmin, cmax, dmax, edges, float(0.5 * pixfrac), np.float32(iscale),
-                        np.float32(wt_scale))
+                        bitval, in_dq, out_dq, use_dq, extra_data, extra_out, extra_wht,
+                        row_x1, row_x2, jlo, jhi, cmin, cmax, dmax, edges,
+                        float(0.5 * pixfrac), np.float32(iscale), np.float32(wt_scale))
 
 
 # --------------------------------------------------------------------------- blot

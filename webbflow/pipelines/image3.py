@@ -1,7 +1,6 @@
 """calwebb_image3 for imaging: an association of cal files -> crf (outliers flagged) per
-exposure and the combined i2d. tweakreg is not implemented yet (it must be switched off);
-source_catalog exists as a step (webbflow.steps.source_catalog) but is not called here
-yet.
+exposure, the combined i2d, and its source catalog (cat) and segmentation map (segm).
+tweakreg aligns the members' WCS first (before the output grid is chosen).
 
 skymatch records each member's sky level (meta.background, SCI untouched by default);
 as in jwst 3.0, every drizzle of a member (the outlier singles and the final i2d)
@@ -19,19 +18,18 @@ import logging
 import numpy as np
 
 from webbflow.errors import WebbflowError
-from webbflow.io import Product, read_product, read_wcs
+from webbflow.io import Product, read_product, read_wcs, write_product
 from webbflow.kernels.drizzle import blot_image
 from webbflow.kernels.outlier import compute_weight_threshold, flag_resampled_crs, median_of_singles
 from webbflow.pipelines.resample import Resampler, group_id
 from webbflow.steps.skymatch import skymatch
+from webbflow.steps.tweakreg import tweakreg
 
 log = logging.getLogger("webbflow.image3")
 
-__all__ = ["run_image3", "IMAGE3_STEPS"]
+__all__ = ["run_image3", "write_image3_products"]
 
-IMAGE3_STEPS = ("tweakreg", "skymatch", "outlier_detection", "resample", "source_catalog")
 CAL_ARRAYS = ("data", "err", "dq", "var_poisson", "var_rnoise", "var_flat")
-NOT_YET = ("tweakreg",)
 
 
 def _read_cal_meta(path):
@@ -57,27 +55,33 @@ def _read_cal(path, meta, names=CAL_ARRAYS + ("area",), sky=()):
     return Product("ImageModel", meta=meta, arrays=arrays, path=path)
 
 
-def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf):
+def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf, refs=None,
+               tweakreg_catalogs=None):
     """Calibrate one association; ``write_crf(index, product)`` receives each member's crf
-    as soon as it is final. Returns the i2d Product.
+    as soon as it is final. ``refs``: reftype -> path for source_catalog (APCORR,
+    ABVEGAOFFSET; missing or "N/A": the official fallbacks); ``tweakreg_catalogs``:
+    {member file name: user source catalog} (the association's ``tweakreg_catalog``
+    entries). Returns {"i2d": Product} and, unless source_catalog is skipped, "cat" (an
+    astropy table for write_catalog) and "segm" (a Product).
 
     Members are read from disk for each pass instead of held together: at any time one
     member's arrays, the pixel maps and the output-grid arrays are in memory."""
     steps = config["steps"]
     if not cal_paths:
         raise WebbflowError(product_name, "the association has no science members")
-    for step in NOT_YET:
-        if not steps.get(step, {}).get("skip"):
-            raise WebbflowError(cal_paths[0], f"{step} is not implemented yet; set "
-                                              f"image3.steps.{step}.skip: true")
     metas = [_read_cal_meta(path) for path in cal_paths]
-    skies = [()] * len(cal_paths)
-    if not steps.get("skymatch", {}).get("skip"):
-        skies = skymatch(cal_paths, metas, steps["skymatch"], dqflags,
-                         group_ids=[group_id(m) for m in metas])
+    if steps.get("tweakreg", {}).get("skip"):
+        for meta in metas:
+            meta.setdefault("cal_step", {})["tweakreg"] = "SKIPPED"
     else:
+        tweakreg(cal_paths, metas, steps["tweakreg"], dqflags, catalogs=tweakreg_catalogs)
+    skies = [()] * len(cal_paths)
+    if steps.get("skymatch", {}).get("skip"):
         for meta in metas:
             meta.setdefault("cal_step", {})["skymatch"] = "SKIPPED"
+    else:
+        skies = skymatch(cal_paths, metas, steps["skymatch"], dqflags,
+                         group_ids=[group_id(m) for m in metas])
     ref = metas[0]
     s_regions = [m["wcsinfo"]["s_region"] for m in metas]
     final = Resampler(ref, ref["wcs"], s_regions, steps["resample"], dqflags)
@@ -90,8 +94,6 @@ def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf):
                                     skies)
     for index, (path, meta, pixmap) in enumerate(zip(cal_paths, metas, pixmaps)):
         cal = _read_cal(path, meta, sky=skies[index])
-        for step in NOT_YET:
-            meta.setdefault("cal_step", {})[step] = "SKIPPED"
         if median is not None:
             _flag_outliers(cal, median, pixmap, outliers, dqflags)
         meta.setdefault("cal_step", {})["outlier_detection"] = \
@@ -108,7 +110,41 @@ def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf):
         background.pop("level", None)
         background.pop("subtracted", None)
     i2d.meta["filename"] = f"{product_name}_i2d.fits"
-    return i2d
+    products = {"i2d": i2d}
+    if not steps.get("source_catalog", {}).get("skip"):
+        products.update(_source_catalog(i2d, steps["source_catalog"], refs or {},
+                                        product_name))
+    return products
+
+
+def write_image3_products(products, paths):
+    """Write run_image3's products: ``paths`` maps each product name to its file."""
+    from webbflow.steps.source_catalog import write_catalog  # noqa: PLC0415
+
+    for name, product in products.items():
+        if name == "cat":
+            write_catalog(paths[name], product)
+        else:
+            write_product(paths[name], product)
+
+
+def _source_catalog(i2d, options, refs, product_name):
+    from webbflow.steps.source_catalog import make_source_catalog, segmentation_product  # noqa: PLC0415
+
+    def given(reftype):
+        path = refs.get(reftype, "N/A")
+        return None if path in (None, "N/A") else path
+
+    options = {k: v for k, v in options.items() if k != "skip"}
+    arrays = i2d.arrays
+    catalog, segm = make_source_catalog(arrays["data"], arrays["err"], arrays["wht"],
+                                        i2d.meta["wcs"], i2d.meta, given("apcorr"),
+                                        given("abvegaoffset"), options)
+    log.info("%s: %d sources in the catalog", product_name, len(catalog))
+    segm_product = segmentation_product(segm, i2d.meta, i2d.meta["wcs"],
+                                        source_catalog=f"{product_name}_cat.ecsv")
+    segm_product.meta["filename"] = f"{product_name}_segm.fits"
+    return {"cat": catalog, "segm": segm_product}
 
 
 def _shape(path):

@@ -15,7 +15,7 @@ import numpy as np
 from webbflow.io import Product
 from webbflow.kernels.drizzle import (accumulate_variance, drizzle_image, error_from_variances,
                                       finalize_variance, ivm_output_weight)
-from webbflow.wcs.output import output_wcs, pixel_map
+from webbflow.wcs.output import combined_s_region, output_wcs, pixel_map
 
 log = logging.getLogger("webbflow.resample")
 
@@ -60,6 +60,7 @@ class Resampler:
         NON_SCIENCE); ``variances=False`` drizzles SCI and WHT only (outlier singles)."""
         self.options = options
         self.variances = variances
+        self.s_regions = list(s_regions)
         scale = options.get("pixel_scale")
         self.wcs, self.shape, scale_deg = output_wcs(
             s_regions, ref_wcs, ref_meta["wcsinfo"],
@@ -104,23 +105,30 @@ class Resampler:
         if level is not None and not (meta.get("background") or {}).get("subtracted"):
             data = data - np.float32(level)
         pixfrac = self.options.get("pixfrac", 1.0)
+        names = [name for name in VARIANCES if self.variances
+                 and arrays.get(name) is not None and arrays[name].shape == data.shape]
+        # the variances ride along as extra channels of the SCI pass: one overlap
+        # computation per input pixel for all four images
+        extra = {}
+        if names:
+            err_in = np.empty((len(names),) + data.shape, np.float32)
+            for k, name in enumerate(names):
+                np.sqrt(arrays[name], out=err_in[k])
+            err_out = np.zeros((len(names),) + self.shape, np.float32)
+            err_wht = np.zeros(self.shape, np.float32)
+            extra = dict(extra_data=err_in, extra_out=err_out, extra_wht=err_wht)
         drizzle_image(data, weight, pixmap, self.sci, self.wht, self.con[index // 32],
-                      index % 32, pixfrac=pixfrac)
-        if self.variances:
-            self._add_variances(arrays, meta, data.shape, weight, pixmap, pixfrac)
+                      index % 32, pixfrac=pixfrac, **extra)
+        if names:
+            del extra, err_in           # the square roots are not needed for the sums
+            self._add_variances(meta, names, err_out, err_wht)
         self.metas.append(meta)
 
-    def _add_variances(self, arrays, meta, shape, weight, pixmap, pixfrac):
-        resampled = {}
-        for name in VARIANCES:
-            var = arrays.get(name)
-            if var is None or var.shape != shape:
-                continue
-            out = np.zeros(self.shape, np.float32)
-            wht = np.zeros(self.shape, np.float32)
-            drizzle_image(np.sqrt(var), weight, pixmap, out, wht, pixfrac=pixfrac)
-            out[wht == 0] = np.nan
-            resampled[name] = out * out
+    def _add_variances(self, meta, names, err_out, err_wht):
+        """Accumulate this input's drizzled square-root variances (err_out, one plane per
+        name, with their weights err_wht; overwritten) into the variance sums."""
+        err_out[:, err_wht == 0] = np.nan
+        resampled = dict(zip(names, np.multiply(err_out, err_out, out=err_out)))
         if self.options.get("weight_type", "ivm") == "ivm":
             out_weight = np.zeros(self.shape, np.float64)
             if "var_rnoise" in resampled:
@@ -164,9 +172,12 @@ class Resampler:
                        pc2_1=float(fits_transform.pc[1][0]), pc2_2=float(fits_transform.pc[1][1]),
                        ctype1="RA---TAN", ctype2="DEC--TAN", cunit1="deg", cunit2="deg",
                        radesys="ICRS")
-        from webbflow.steps.assign_wcs import s_region  # noqa: PLC0415
-
-        wcsinfo["s_region"] = s_region(self.wcs)
+        region = combined_s_region(self.s_regions, self.wcs)
+        if region is None:
+            log.warning("no input footprint overlaps the output grid: no S_REGION")
+            wcsinfo.pop("s_region", None)
+        else:
+            wcsinfo["s_region"] = region
         meta["wcsinfo"] = wcsinfo
         area_a2 = self.pixel_scale ** 2
         meta.setdefault("photometry", {}).update(

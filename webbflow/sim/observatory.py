@@ -405,8 +405,11 @@ def _program_sky(outdir, specs, seed):
     on_sky = [s for s in specs if s.scene.get("sky")]
     ra, dec = on_sky[0].target_ra, on_sky[0].target_dec
     radius = max(max(s.size) * optics.aperture(s.detector).scale for s in on_sky)
+    # scene {"sky": {...}} overrides make_sky's source counts and fluxes, and the radius
+    density = dict(on_sky[0].scene["sky"]) if isinstance(on_sky[0].scene["sky"], dict) else {}
+    radius = density.pop("radius_arcsec", radius)
     sky = sim_sky.make_sky(np.random.default_rng(_detector_seed(seed, "SKY", "field")),
-                           ra, dec, radius)
+                           ra, dec, radius, **density)
     path = outdir / "truth" / "sky.fits"
     path.parent.mkdir(parents=True, exist_ok=True)
     fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(sky, name="SKY")]).writeto(

@@ -297,15 +297,16 @@ DITHER_4 = ((0.0, 0.0), (2.1, 1.3), (-1.7, 2.4), (1.2, -2.2))
 POINTING_ERRORS_4 = ((0.0, 0.0), (0.045, -0.03), (-0.035, 0.05), (0.03, 0.04))
 
 
-def imaging_program(size=512, ngroups=4):
+def imaging_program(size=512, ngroups=4, sky=True):
     """Dithered imaging of one sky field, for stages 2 and 3: four NIRCam exposures
-    (``size`` x ``size`` subarray, or full frame for ``size=2048``) and a MIRI pair."""
+    (``size`` x ``size`` subarray, or full frame for ``size=2048``) and a MIRI pair.
+    ``sky``: True, or a dict of ``make_sky`` overrides (source counts, flux range)."""
     full = size >= 2048
     nircam = dict(instrument="NIRCAM", detector="NRCA1", exp_type="NRC_IMAGE",
                   filter="F200W", readpatt="RAPID", ngroups=ngroups, nints=1,
                   subarray="FULL" if full else "GENERIC", xstart=1, ystart=1,
                   xsize=None if full else size, ysize=None if full else size,
-                  observation=5, scene={"sky": True})
+                  observation=5, scene={"sky": sky})
     specs = [ExposureSpec(**nircam, exposure=k + 1, dither_arcsec=DITHER_4[k],
                           pointing_error_arcsec=POINTING_ERRORS_4[k],
                           roll_error_deg=0.002 * k, seed=501 + k) for k in range(4)]
@@ -313,11 +314,24 @@ def imaging_program(size=512, ngroups=4):
         miri = dict(instrument="MIRI", detector="MIRIMAGE", exp_type="MIR_IMAGE",
                     filter="F770W", readpatt="FAST", ngroups=ngroups + 2, nints=1,
                     subarray="SUB256", xstart=413, ystart=51, xsize=256, ysize=256,
-                    observation=6, scene={"sky": True})
+                    observation=6, scene={"sky": sky})
         specs += [ExposureSpec(**miri, exposure=k + 1, dither_arcsec=DITHER_4[k],
                                pointing_error_arcsec=POINTING_ERRORS_4[k], seed=601 + k)
                   for k in range(2)]
     return specs
+
+
+# a star field dense enough for tweakreg's defaults (minobj 15 matches after the 1"
+# separation thinning) on the 512x512 NIRCam exposures: about 0.2 stars per arcsec^2 in
+# a disc reaching NRCA1 (40" from the target), all well above the detection threshold
+STAR_FIELD = {"n_stars": 2300, "n_galaxies": 80, "flux_range_jy": (1e-6, 1e-4),
+              "radius_arcsec": 60.0}
+
+
+def imaging_starfield_program():
+    """The four dithered NIRCam exposures of ``imaging_program`` on a dense star field
+    (tweakreg's test input)."""
+    return imaging_program(sky=STAR_FIELD)[:4]
 
 
 def imaging_fullframe_program():
@@ -325,7 +339,8 @@ def imaging_fullframe_program():
 
 
 PROGRAMS = {"demo": demo_program, "fullframe": fullframe_program,
-            "imaging": imaging_program, "imaging-fullframe": imaging_fullframe_program}
+            "imaging": imaging_program, "imaging-starfield": imaging_starfield_program,
+            "imaging-fullframe": imaging_fullframe_program}
 
 
 def with_seed(spec, seed):

@@ -7,17 +7,66 @@ pixel scale is the first input's at its reference point times ``pixel_scale_rati
 unless a scale is given; the grid's origin makes every footprint fall inside.
 """
 
+import logging
 import re
 
 import numpy as np
 
-__all__ = ["output_wcs", "footprint_from_s_region", "pixel_scale_at", "pixel_map"]
+log = logging.getLogger("webbflow.resample")
+
+__all__ = ["output_wcs", "footprint_from_s_region", "pixel_scale_at", "pixel_map",
+           "combined_s_region"]
 
 
 def footprint_from_s_region(s_region):
     """(N, 2) RA/Dec vertices of a ``POLYGON ICRS ...`` string."""
     numbers = re.sub(r"[a-zA-Z]", "", s_region).split()
     return np.array(numbers, dtype=float).reshape(-1, 2)
+
+
+def combined_s_region(s_regions, output):
+    """The S_REGION of a mosaic, as the official resample writes it: the union of the
+    inputs' polygons (several POLYGONs when they do not touch) cut to the output grid's
+    footprint, computed in the output's pixel plane, nearly-collinear and doubled
+    vertices dropped, back on the sky. None when nothing overlaps the grid."""
+    import shapely  # noqa: PLC0415
+
+    polygons = []
+    for region in s_regions:
+        polygons += ["POLYGON ICRS " + p.strip() for p in region.split("POLYGON ICRS") if p.strip()]
+    det2world = output.get_transform("detector", "world")
+    world2det = det2world.inverse
+
+    def to_pixels(footprint):
+        return np.column_stack(world2det(footprint[:, 0], footprint[:, 1]))
+
+    union = shapely.unary_union([shapely.Polygon(to_pixels(footprint_from_s_region(p)))
+                                 for p in polygons])
+    grid = shapely.Polygon(to_pixels(output.footprint()))
+    pieces = union.geoms if isinstance(union, shapely.MultiPolygon) else [union]
+    regions = []
+    for piece in pieces:
+        cut = shapely.intersection(piece, grid)
+        if cut.is_empty:
+            continue
+        vertices = _drop_collinear(np.column_stack(cut.exterior.coords.xy)[:-1])
+        ra, dec = det2world(vertices[:, 0], vertices[:, 1])
+        corners = " ".join(f"{a:.9f} {d:.9f}" for a, d in zip(ra, dec))
+        regions.append(f"POLYGON ICRS  {corners}")
+    return "  ".join(regions) if regions else None
+
+
+def _drop_collinear(vertices, min_step=0.05, min_angle=1e-6):
+    """Vertices (pixels) less than ``min_step`` after their predecessor, or turning by less
+    than ``min_angle`` radians (slopes compared as the official does), removed."""
+    before = vertices - np.roll(vertices, 1, axis=0)
+    after = np.roll(vertices, -1, axis=0) - vertices
+    close = (np.abs(before[:, 0]) < min_step) & (np.abs(before[:, 1]) < min_step)
+    slope_before = before[:, 1] / (before[:, 0] + 1e-12)
+    slope_after = after[:, 1] / (after[:, 0] + 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        turn = np.arctan((slope_after - slope_before) / (1 + slope_before * slope_after))
+    return vertices[~(close | (np.abs(turn) < min_angle))]
 
 
 def _fiducial(footprints):
@@ -86,19 +135,45 @@ def output_wcs(s_regions, ref_wcs, ref_wcsinfo, *, pixel_scale_ratio=1.0, pixel_
 def pixel_map(input_wcs, output, shape, rows_per_block=128):
     """Output-grid (x, y) of every input pixel centre: float64 (ny, nx, 2), as the
     official calc_pixmap (input WCS forward, output WCS inverse, the output's bounding
-    box ignored). Evaluated in row blocks: the transform chain makes a dozen temporaries
-    per point, which for a whole 2048x2048 frame would cost more memory than the image."""
+    box ignored).
+
+    The transform chain runs as a compiled program (webbflow.wcs.compiled), checked
+    against astropy's evaluation on a sparse grid of pixels; a chain it cannot express,
+    or a disagreement beyond 1e-6 px, falls back to astropy, in row blocks (the chain
+    makes a dozen temporaries per point)."""
+    from webbflow.kernels.transform import run_program  # noqa: PLC0415
+    from webbflow.wcs.compiled import Unsupported, compile_chain  # noqa: PLC0415
+
     ny, nx = shape
-    out = np.empty((ny, nx, 2), np.float64)
     forward = input_wcs.forward_transform
     backward = output.backward_transform
+    out = np.empty((ny, nx, 2), np.float64)
+    try:
+        program = compile_chain(forward, backward)
+    except Unsupported as exc:
+        log.info("pixel map by astropy: %s", exc)
+    else:
+        run_program(*program, 0, ny, nx, out)
+        ys = np.unique(np.linspace(0, ny - 1, 17).astype(int))
+        xs = np.unique(np.linspace(0, nx - 1, 17).astype(int))
+        yy, xx = np.meshgrid(ys.astype(np.float64), xs.astype(np.float64), indexing="ij")
+        expected = _astropy_map(forward, backward, xx, yy)
+        got = out[yy.astype(int), xx.astype(int)]
+        both = np.isfinite(expected) & np.isfinite(got)
+        if np.array_equal(both, np.isfinite(expected)) and \
+                np.abs(got[both] - expected[both]).max(initial=0.0) < 1e-6:
+            return out
+        log.warning("compiled pixel map disagrees with astropy: using astropy")
     x = np.arange(nx, dtype=np.float64)
     for y0 in range(0, ny, rows_per_block):
         y1 = min(ny, y0 + rows_per_block)
         yy, xx = np.meshgrid(np.arange(y0, y1, dtype=np.float64), x, indexing="ij")
-        # every input pixel centre lies inside the input's bounding box
-        ra, dec = forward(xx, yy, with_bounding_box=False)
-        xo, yo = backward(ra, dec, with_bounding_box=False)
-        out[y0:y1, :, 0] = xo
-        out[y0:y1, :, 1] = yo
+        out[y0:y1] = _astropy_map(forward, backward, xx, yy)
     return out
+
+
+def _astropy_map(forward, backward, xx, yy):
+    # every input pixel centre lies inside the input's bounding box
+    ra, dec = forward(xx, yy, with_bounding_box=False)
+    xo, yo = backward(ra, dec, with_bounding_box=False)
+    return np.stack([xo, yo], axis=-1)
