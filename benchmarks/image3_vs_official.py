@@ -4,10 +4,11 @@ The case of the imaging issue: outlier_detection and resample of a 4-exposure NI
 full-frame association (2048x2048 cal files). Both pipelines read the same cal files
 (webbflow's stage 1 and 2 of the simulated ``imaging-fullframe`` program, made once as
 set-up) with tweakreg, skymatch and source_catalog off, so each runs the same two steps
-and writes crf + i2d. Each run is a whole fresh process; wall time and peak RSS come from
+and writes crf + i2d; ``--all-steps`` runs both with every step on (the official
+defaults), adding the catalog and segmentation map. Each run is a whole fresh process; wall time and peak RSS come from
 the kernel (``wait4``); webbflow is run cold (empty numba cache) and warm.
 
-    .venv/bin/python benchmarks/image3_vs_official.py [--repeat 2]
+    .venv/bin/python benchmarks/image3_vs_official.py [--repeat 2] [--all-steps]
 """
 
 import argparse
@@ -19,17 +20,20 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.detector1_vs_official import measure  # noqa: E402
 
+SKIPPED = ("tweakreg", "skymatch", "source_catalog")
+
 OFFICIAL = r"""
 import json, sys
 from jwst.pipeline import Image3Pipeline
-asn, outdir = json.loads(sys.argv[1])
-Image3Pipeline.call(asn, steps={"tweakreg": {"skip": True}, "skymatch": {"skip": True},
-                                "source_catalog": {"skip": True}},
+asn, outdir, skipped = json.loads(sys.argv[1])
+Image3Pipeline.call(asn, steps={step: {"skip": True} for step in skipped},
                     save_results=True, output_dir=outdir)
 """
 
@@ -64,7 +68,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default=str(REPO / "benchmarks" / "work"))
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--all-steps", action="store_true",
+                        help="both pipelines with every step on (tweakreg, skymatch, "
+                             "outlier_detection, resample, source_catalog)")
     args = parser.parse_args()
+    skipped = () if args.all_steps else SKIPPED
     workdir = Path(args.workdir)
     asn = _prepare(workdir / "imaging")
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
@@ -76,8 +84,13 @@ def main():
     official_out = workdir / "official_image3"
     for directory in (ours_out, official_out):
         directory.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for step in skipped:
+        config["image3"]["steps"][step]["skip"] = True
+    config_path = workdir / "image3_bench_config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
     ours_cmd = [sys.executable, "-m", "webbflow.cli", "image3", str(asn), "--outdir",
-                str(ours_out)]
+                str(ours_out), "--config", str(config_path)]
     cache_dir = tempfile.mkdtemp(prefix="numba-cold-")
     try:
         cold = measure(ours_cmd, dict(crds_env, NUMBA_CACHE_DIR=cache_dir))
@@ -86,18 +99,21 @@ def main():
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
     official = min(measure([sys.executable, "-c", OFFICIAL,
-                            json.dumps([str(asn), str(official_out)])], crds_env)
+                            json.dumps([str(asn), str(official_out), skipped])], crds_env)
                    for _ in range(args.repeat))
     result = {"official_s": official[0], "official_mb": official[1], "ours_cold_s": cold[0],
               "ours_warm_s": warm[0], "ours_mb": warm[1],
               "speedup_warm": official[0] / warm[0], "speedup_cold": official[0] / cold[0],
               "memory_fraction": warm[1] / official[1]}
-    print(f"image3 (outlier_detection + resample, 4 x 2048x2048): official {official[0]:.1f} s "
+    case = "all steps" if args.all_steps else "outlier_detection + resample"
+    result["case"] = case
+    print(f"image3 ({case}, 4 x 2048x2048): official {official[0]:.1f} s "
           f"{official[1]:.0f} MB | webbflow cold {cold[0]:.1f} s, warm {warm[0]:.1f} s "
           f"{warm[1]:.0f} MB | speed-up {result['speedup_warm']:.1f}x warm, "
           f"{result['speedup_cold']:.1f}x cold; memory {result['memory_fraction']:.2f} of official",
           flush=True)
-    out = workdir / "image3_vs_official.json"
+    out = workdir / ("image3_all_vs_official.json" if args.all_steps
+                     else "image3_vs_official.json")
     out.write_text(json.dumps(result, indent=1))
     print(f"results in {out}")
 

@@ -1,9 +1,9 @@
 """calwebb_image3 side by side with the official Image3Pipeline on the same cal files
 (our stage 2 of the four dithered NIRCam exposures): outlier_detection's crf, the
 combined i2d, array by array, and the mosaic's source catalog and segmentation map.
-skymatch is skipped on both sides (not implemented here yet); tweakreg runs on both
-and, with four stars an exposure on this field, aligns nothing (test_tweakreg_oracle.py
-has a dense field)."""
+Every step runs on both sides with the official defaults; tweakreg, with four stars an
+exposure on this field, aligns nothing (test_tweakreg_oracle.py has a dense field), and
+skymatch finds the levels test_skymatch_oracle.py checks in detail."""
 
 import json
 import shutil
@@ -20,7 +20,7 @@ from webbflow.wcs.output import footprint_from_s_region
 
 pytestmark = pytest.mark.oracle
 
-SKIPPED = {"skymatch": {"skip": True}}
+OFFICIAL_DEFAULTS = {}
 PRODUCT = "jw01234-o005_t001_nircam_f200w-generic"
 
 
@@ -49,7 +49,7 @@ def image3_side_by_side(imaging_rates, image2_products, tmp_path_factory):
                             capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     official = tmp_path_factory.mktemp("official_image3")
-    run_official([(str(asn_path), SKIPPED)], program / "crds_cache", official,
+    run_official([(str(asn_path), OFFICIAL_DEFAULTS)], program / "crds_cache", official,
                  pipeline="Image3Pipeline")
     return ours, official, [c.name.removesuffix("_cal.fits") for c in cals]
 
@@ -73,6 +73,10 @@ def test_crf_matches_official(image3_side_by_side):
                 assert _relative(a[ext].data, b[ext].data).max(initial=0) <= 1e-6, (stem, ext)
             assert a[0].header["S_OUTLIR"] == b[0].header["S_OUTLIR"] == "COMPLETE"
             assert a[0].header["S_TWKREG"] == b[0].header["S_TWKREG"], stem
+            for key in ("S_SKYMAT", "BKGSUB", "BKGMETH"):
+                assert a[0].header.get(key) == b[0].header.get(key), (stem, key)
+            assert a[0].header["BKGLEVEL"] == pytest.approx(b[0].header["BKGLEVEL"],
+                                                            rel=1e-4, abs=1e-5), stem
             flagged += int(np.count_nonzero(a["DQ"].data & 16))
     # the injected hits (7 pixels) and whatever the data hold
     assert flagged >= 7

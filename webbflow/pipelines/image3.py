@@ -1,7 +1,11 @@
 """calwebb_image3 for imaging: an association of cal files -> crf (outliers flagged) per
 exposure, the combined i2d, and its source catalog (cat) and segmentation map (segm).
-tweakreg aligns the members' WCS first (before the output grid is chosen); skymatch is
-not implemented yet (it must be switched off).
+tweakreg aligns the members' WCS first (before the output grid is chosen).
+
+skymatch records each member's sky level (meta.background, SCI untouched by default);
+as in jwst 3.0, every drizzle of a member (the outlier singles and the final i2d)
+subtracts that level when it is not yet subtracted, and the outlier comparison adds it
+back to the blotted median (``backg``).
 
 Each input's pixel map onto the output grid is computed once and serves the outlier
 singles, the blot of the median and the final drizzle (the official step computes it
@@ -18,6 +22,7 @@ from webbflow.io import Product, read_product, read_wcs, write_product
 from webbflow.kernels.drizzle import blot_image
 from webbflow.kernels.outlier import compute_weight_threshold, flag_resampled_crs, median_of_singles
 from webbflow.pipelines.resample import Resampler, group_id
+from webbflow.steps.skymatch import skymatch
 from webbflow.steps.tweakreg import tweakreg
 
 log = logging.getLogger("webbflow.image3")
@@ -25,7 +30,6 @@ log = logging.getLogger("webbflow.image3")
 __all__ = ["run_image3", "write_image3_products"]
 
 CAL_ARRAYS = ("data", "err", "dq", "var_poisson", "var_rnoise", "var_flat")
-NOT_YET = ("skymatch",)
 
 
 def _read_cal_meta(path):
@@ -37,14 +41,17 @@ def _read_cal_meta(path):
     return meta
 
 
-def _read_cal(path, meta, names=CAL_ARRAYS + ("area",)):
-    """A member's arrays (native byte order) under its already-read ``meta``."""
+def _read_cal(path, meta, names=CAL_ARRAYS + ("area",), sky=()):
+    """A member's arrays (native byte order) under its already-read ``meta``; ``sky``:
+    values skymatch subtracts from SCI, in order (skymatch ``subtract``)."""
     arrays = {}
     with read_product(path, require=("data", "err", "dq")) as cal:
         for name in names:
             if cal.has(name):
                 array = cal[name]
                 arrays[name] = np.array(array, dtype=array.dtype.newbyteorder("="))
+    for value in sky:
+        arrays["data"] -= value
     return Product("ImageModel", meta=meta, arrays=arrays, path=path)
 
 
@@ -62,16 +69,19 @@ def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf, r
     steps = config["steps"]
     if not cal_paths:
         raise WebbflowError(product_name, "the association has no science members")
-    for step in NOT_YET:
-        if not steps.get(step, {}).get("skip"):
-            raise WebbflowError(cal_paths[0], f"{step} is not implemented yet; set "
-                                              f"image3.steps.{step}.skip: true")
     metas = [_read_cal_meta(path) for path in cal_paths]
     if steps.get("tweakreg", {}).get("skip"):
         for meta in metas:
             meta.setdefault("cal_step", {})["tweakreg"] = "SKIPPED"
     else:
         tweakreg(cal_paths, metas, steps["tweakreg"], dqflags, catalogs=tweakreg_catalogs)
+    skies = [()] * len(cal_paths)
+    if steps.get("skymatch", {}).get("skip"):
+        for meta in metas:
+            meta.setdefault("cal_step", {})["skymatch"] = "SKIPPED"
+    else:
+        skies = skymatch(cal_paths, metas, steps["skymatch"], dqflags,
+                         group_ids=[group_id(m) for m in metas])
     ref = metas[0]
     s_regions = [m["wcsinfo"]["s_region"] for m in metas]
     final = Resampler(ref, ref["wcs"], s_regions, steps["resample"], dqflags)
@@ -80,11 +90,10 @@ def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf, r
     outliers = steps["outlier_detection"]
     median = None
     if not outliers.get("skip") and len({group_id(m) for m in metas}) > 1:
-        median = _median_of_singles(cal_paths, metas, pixmaps, s_regions, outliers, dqflags)
+        median = _median_of_singles(cal_paths, metas, pixmaps, s_regions, outliers, dqflags,
+                                    skies)
     for index, (path, meta, pixmap) in enumerate(zip(cal_paths, metas, pixmaps)):
-        cal = _read_cal(path, meta)
-        for step in NOT_YET:
-            meta.setdefault("cal_step", {})[step] = "SKIPPED"
+        cal = _read_cal(path, meta, sky=skies[index])
         if median is not None:
             _flag_outliers(cal, median, pixmap, outliers, dqflags)
         meta.setdefault("cal_step", {})["outlier_detection"] = \
@@ -94,6 +103,12 @@ def run_image3(cal_paths, config, dqflags, *, asn_id, product_name, write_crf, r
         write_crf(index, cal)
         del cal
     i2d = final.product(ref)
+    # the official resample resets the output's level (no sky left in the mosaic) and
+    # keeps the rest of the first member's background record (BKGMETH)
+    background = i2d.meta.get("background")
+    if background:
+        background.pop("level", None)
+        background.pop("subtracted", None)
     i2d.meta["filename"] = f"{product_name}_i2d.fits"
     products = {"i2d": i2d}
     if not steps.get("source_catalog", {}).get("skip"):
@@ -137,7 +152,7 @@ def _shape(path):
         return cal.shape("data")[-2:]
 
 
-def _median_of_singles(cal_paths, metas, pixmaps, s_regions, options, dqflags):
+def _median_of_singles(cal_paths, metas, pixmaps, s_regions, options, dqflags, skies):
     """Each exposure group drizzled alone on the output grid (DO_NOT_USE pixels out),
     masked where its weight is below maskpt x its clipped mean weight; their median."""
     ref = metas[0]
@@ -152,7 +167,8 @@ def _median_of_singles(cal_paths, metas, pixmaps, s_regions, options, dqflags):
     for k, indices in enumerate(groups.values()):
         single.reset()
         for index in indices:
-            cal = _read_cal(cal_paths[index], metas[index], ("data", "dq", "var_rnoise"))
+            cal = _read_cal(cal_paths[index], metas[index], ("data", "dq", "var_rnoise"),
+                            sky=skies[index])
             single.add(cal.arrays, metas[index], metas[index]["wcs"], pixmap=pixmaps[index])
         threshold = compute_weight_threshold(single.wht, options.get("maskpt", 0.7))
         singles[k] = single.sci
