@@ -83,7 +83,13 @@ STAGES = {
 
 def stage_config(stage, exposure):
     if (stage, exposure) not in _CONFIGS:
-        _CONFIGS[stage, exposure] = STAGES[stage][0](header(exposure)["meta"])
+        block = STAGES[stage][0](header(exposure)["meta"])
+        if stage == "image2" and not IMAGE2_BACKGROUNDS.get(exposure):
+            # without background members bkg_subtract does not run: its parameters do
+            # not decide this product (an edit of them reruns only the exposures it hits)
+            steps = {k: v for k, v in block["steps"].items() if k != "bkg_subtract"}
+            block = {**block, "steps": steps}
+        _CONFIGS[stage, exposure] = block
     return _CONFIGS[stage, exposure]
 
 
@@ -204,13 +210,48 @@ def _associations():
 ASSOCIATIONS = _associations()
 
 
-def _stage3_associations():
-    """{association file (relative to the program): its JSON} for stage 3: the ones MAST
-    delivered, or else the ones generated into asn/."""
+def _program_associations():
+    """{association file (relative to the program): its JSON}: the ones MAST delivered,
+    or else the ones generated into asn/."""
     delivered = planning.delivered_associations(PROGRAM)
     if delivered:
         return {path: (Path(PROGRAM) / path).read_text() for path in delivered}
     return {f"asn/{name}": content for name, content in ASSOCIATIONS.items()}
+
+
+def _read_associations():
+    found = {}
+    for path, content in sorted(_program_associations().items()):
+        try:
+            found[path] = associations.read_association(Path(PROGRAM) / path, content)
+        except WebbflowError as error:
+            raise WorkflowError(str(error))
+    return found
+
+
+PROGRAM_ASSOCIATIONS = _read_associations()
+
+
+def _image2_backgrounds():
+    """{exposure: its level-2 association's background rate files}. A background that
+    is not an exposure of this program is looked for beside the association."""
+    by_name = {Path(stem).name: stem for stem in UNCAL}
+    found = {}
+    for path, asn in PROGRAM_ASSOCIATIONS.items():
+        if not asn.asn_type.startswith("image2") or not asn.backgrounds:
+            continue
+        rates = []
+        for name in asn.backgrounds:
+            stem = by_name.get(Path(name).name.removesuffix("_rate.fits"))
+            rates.append(f"{stem}_rate.fits" if stem else (Path(path).parent / name).as_posix())
+        for member in asn.members:
+            stem = by_name.get(Path(member).name.removesuffix("_rate.fits"))
+            if stem:
+                found[stem] = rates
+    return found
+
+
+IMAGE2_BACKGROUNDS = _image2_backgrounds()
 
 
 def _image3_plans():
@@ -219,11 +260,7 @@ def _image3_plans():
     written in the program directory."""
     by_name = {Path(stem).name: stem for stem in UNCAL}
     plans = {}
-    for path, content in sorted(_stage3_associations().items()):
-        try:
-            asn = associations.read_level3(Path(PROGRAM) / path, content)
-        except WebbflowError as error:
-            raise WorkflowError(str(error))
+    for path, asn in PROGRAM_ASSOCIATIONS.items():
         if asn.asn_type != "image3":
             continue
         stems = [by_name.get(Path(m).name.removesuffix("_cal.fits")) for m in asn.members]

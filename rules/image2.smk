@@ -1,10 +1,12 @@
-# Stage 2 imaging (calwebb_image2): rate -> cal (assign_wcs, flat_field, photom) and the
-# exposure drizzled alone -> i2d. References are chosen from the raw header.
+# Stage 2 imaging (calwebb_image2): rate -> cal (bkg_subtract of the level-2
+# association's background members, assign_wcs, flat_field, photom) and the exposure
+# drizzled alone -> i2d. References are chosen from the raw header.
 
 
 rule image2:
     input:
         unpack(lambda wc: {"rate": f"{wc.exposure}_rate.fits", **get_image2_refs(wc)}),
+        backgrounds=lambda wc: IMAGE2_BACKGROUNDS.get(wc.exposure, []),
     output:
         **image2_outputs(),
     params:

@@ -20,7 +20,8 @@ try:
     refs = {reftype: snakemake.input.get(reftype, "N/A")  # noqa: F821
             for reftype in json.loads(plan["references"])}
     products = run_image2(snakemake.input.rate, refs, json.loads(plan["steps"]), PIXEL,  # noqa: F821
-                          context=snakemake.config["crds"]["context_used"])  # noqa: F821
+                          context=snakemake.config["crds"]["context_used"],  # noqa: F821
+                          backgrounds=list(snakemake.input.backgrounds))  # noqa: F821
     for name, path in snakemake.output.items():  # noqa: F821
         write_product(path, products[name])
 except WebbflowError as exc:

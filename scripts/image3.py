@@ -5,7 +5,7 @@ import json
 import logging
 import sys
 
-from webbflow.associations import read_level3
+from webbflow.associations import read_association
 from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import write_product
@@ -25,7 +25,7 @@ try:
                           product_name=snakemake.params.product,  # noqa: F821
                           write_crf=lambda index, crf: write_product(snakemake.output.crf[index], crf),  # noqa: F821
                           refs=refs,
-                          tweakreg_catalogs=read_level3(snakemake.input.asn).tweakreg_catalogs)  # noqa: F821
+                          tweakreg_catalogs=read_association(snakemake.input.asn).tweakreg_catalogs)  # noqa: F821
     write_image3_products(products, {name: getattr(snakemake.output, name)  # noqa: F821
                                      for name in products})
 except WebbflowError as exc:

@@ -53,11 +53,15 @@ def _references(config, settings, context, meta, reftypes, path):
         overrides=(config.get("crds") or {}).get("overrides"))
 
 
-def _one_stage(prog, input_suffix, argv, plan, run, check=None):
-    """Parse the common arguments, choose references for the stage ``plan(config, meta)``
-    -> (stage config, reftypes), ``run(path, refs, stage, context)`` -> products, write
-    them beside the input (or in --outdir) under the MAST names."""
-    args = _parser(prog, input_suffix).parse_args(argv)
+def _one_stage(prog, input_suffix, argv, plan, run, check=None, options=()):
+    """Parse the common arguments (and ``options``: (flags, add_argument keywords)),
+    choose references for the stage ``plan(config, meta)`` -> (stage config, reftypes),
+    ``run(path, refs, stage, context, args)`` -> products, write them beside the input
+    (or in --outdir) under the MAST names."""
+    parser = _parser(prog, input_suffix)
+    for flags, keywords in options:
+        parser.add_argument(*flags, **keywords)
+    args = parser.parse_args(argv)
     path = getattr(args, input_suffix)
     try:
         config = _setup(args)
@@ -67,7 +71,7 @@ def _one_stage(prog, input_suffix, argv, plan, run, check=None):
         meta = read_product(path).meta
         stage, reftypes = plan(config, meta)
         refs = _references(config, settings, context, meta, reftypes, path)
-        products = run(path, refs, stage, context)
+        products = run(path, refs, stage, context, args)
         outdir = Path(args.outdir) if args.outdir else Path(path).parent
         stem = Path(path).name.removesuffix(f"_{input_suffix}.fits")
         for name, product in products.items():
@@ -83,7 +87,7 @@ def detector1(argv=None):
         stage = planning.detector1_config(config, meta)
         return stage, planning.detector1_reftypes(meta, stage["steps"])
 
-    def run(path, refs, stage, context):
+    def run(path, refs, stage, context, args):
         return run_stage1(path, refs, stage, PIXEL, context=context)
 
     return _one_stage("webbflow-detector1", "uncal", argv, plan, run, check=check_raw_exposure)
@@ -94,15 +98,20 @@ def image2(argv=None):
         stage = planning.stage_config(config, "image2", meta)
         return stage, planning.image2_reftypes(stage["steps"])
 
-    def run(path, refs, stage, context):
-        return run_image2(path, refs, stage, PIXEL, context=context)
+    def run(path, refs, stage, context, args):
+        return run_image2(path, refs, stage, PIXEL, context=context,
+                          backgrounds=args.background)
 
-    return _one_stage("webbflow-image2", "rate", argv, plan, run)
+    background = (("--background",), dict(action="append", default=[], metavar="RATE",
+                                           help="a background exposure's rate file (the "
+                                                "level-2 association's background member); "
+                                                "repeat for several"))
+    return _one_stage("webbflow-image2", "rate", argv, plan, run, options=[background])
 
 
 def image3(argv=None):
     """One level-3 imaging association: members' crf, the product's i2d, cat and segm."""
-    from webbflow.associations import read_level3  # noqa: PLC0415
+    from webbflow.associations import read_association  # noqa: PLC0415
     from webbflow.pipelines.image3 import run_image3, write_image3_products  # noqa: PLC0415
 
     args = _parser("webbflow-image3", "asn", "a level-3 association (its members' cal files "
@@ -110,7 +119,7 @@ def image3(argv=None):
     try:
         config = _setup(args)
         asn_path = Path(args.asn)
-        asn = read_level3(asn_path)
+        asn = read_association(asn_path)
         members = []
         for expname in asn.members:
             here = asn_path.parent / expname

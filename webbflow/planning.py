@@ -7,6 +7,7 @@ seconds and no job ever talks to CRDS.
 """
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -40,7 +41,10 @@ _PLAN_KEYWORDS = (
     "meta.observation.date", "meta.observation.time", "meta.observation.program_number",
     "meta.observation.observation_number", "meta.observation.visit_number",
     "meta.visit.tsovisit", "meta.exposure.gain_factor", "meta.target.catalog_name",
+    "meta.observation.bkgdtarg",
 )
+# part of each cached header's key: a new keyword above re-reads the headers
+_PLAN_KEYWORDS_TAG = hashlib.sha1(" ".join(_PLAN_KEYWORDS).encode()).hexdigest()[:8]
 
 DETECTOR1_STEPS_NIR = (
     "group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity",
@@ -70,7 +74,7 @@ STEP_REFTYPES = {
 }
 
 
-IMAGE2_STEPS = ("assign_wcs", "flat_field", "photom", "resample")
+IMAGE2_STEPS = ("bkg_subtract", "assign_wcs", "flat_field", "photom", "resample")
 IMAGE2_STEP_REFTYPES = {"assign_wcs": ("distortion", "filteroffset"), "flat_field": ("flat",),
                         "photom": ("photom", "area")}
 # exposures calwebb_image2 calibrates (imaging, not time series), and resamples to i2d
@@ -208,7 +212,7 @@ class HeaderCache:
     def get(self, relpath):
         full = self.root / relpath
         stat = full.stat()
-        key = f"{stat.st_size}:{stat.st_mtime_ns}"
+        key = f"{stat.st_size}:{stat.st_mtime_ns}:{_PLAN_KEYWORDS_TAG}"
         entry = self.entries.get(relpath)
         if entry is None or entry["key"] != key:
             try:

@@ -6,4 +6,4 @@ from webbflow.associations.generate import (  # noqa: F401
     level2_associations,
     level3_associations,
 )
-from webbflow.associations.read import Level3, read_level3  # noqa: F401
+from webbflow.associations.read import Association, read_association  # noqa: F401

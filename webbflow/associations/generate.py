@@ -1,7 +1,10 @@
 """Associations from headers, for programs that arrive without MAST's ``*_asn.json``.
 
-Level 2: one product per science exposure, named after the exposure. Level 3: one
-product per program, observation, instrument, optical elements, subarray and mode,
+Level 2: one product per science exposure, named after the exposure; exposures of a
+background target (BKGDTARG) of the same program, instrument, detector, optical
+elements, subarray and EXP_TYPE join it as ``background`` members (bkg_subtract subtracts
+them). Level 3: one product per program, observation, instrument, optical elements,
+subarray and mode, background-target exposures left out,
 named by the DMS rule ``jw<program>-<acid>_<target>_<instrument>_<optelems>[-<subarray>]``
 (lower case). The files are standard association JSON (``asn_type``, ``asn_id``,
 ``asn_pool``, ``products[].members[].expname/exptype``) that the official tools load.
@@ -78,8 +81,23 @@ def _asn(asn_type, asn_id, program, product_name, members, rule):
     }
 
 
+def is_background_target(exposure):
+    return str(exposure.get("observation.bkgdtarg", "")).upper() in ("TRUE", "T")
+
+
+def _background_key(exposure):
+    return (exposure.get("observation.program_number"), exposure.get("instrument.name"),
+            exposure.get("instrument.detector"), _optical_elements(exposure),
+            exposure.get("subarray.name", "FULL"), exposure.get("exposure.type"))
+
+
 def level2_associations(exposures, suffix="rate"):
-    """{file name: association dict}, one level-2 association per science exposure."""
+    """{file name: association dict}, one level-2 association per exposure (background
+    targets included, as officially: they are calibrated too)."""
+    backgrounds = {}
+    for exposure in exposures:
+        if _mode(exposure) is not None and is_background_target(exposure):
+            backgrounds.setdefault(_background_key(exposure), []).append(exposure)
     out = {}
     for exposure in exposures:
         mode = _mode(exposure)
@@ -89,6 +107,11 @@ def level2_associations(exposures, suffix="rate"):
         name = exposure.stem.rsplit("/", 1)[-1]
         asn_id = f"o{int(exposure.get('observation.observation_number', 0)):03d}"
         members = [{"expname": f"{name}_{suffix}.fits", "exptype": "science"}]
+        if not is_background_target(exposure) and mode[0] == "image2":
+            members += [{"expname": f"{b.stem.rsplit('/', 1)[-1]}_{suffix}.fits",
+                         "exptype": "background"}
+                        for b in sorted(backgrounds.get(_background_key(exposure), []),
+                                        key=lambda b: b.stem)]
         out[f"{name}_{mode[0]}_asn.json"] = _asn(mode[0], asn_id, program, name, members,
                                                  f"Asn_Lv2{mode[0].title().replace('-', '')}")
     return out
@@ -100,7 +123,7 @@ def level3_associations(exposures, suffix=None):
     targets = {}
     for exposure in exposures:
         mode = _mode(exposure)
-        if mode is None:
+        if mode is None or is_background_target(exposure):
             continue
         program = exposure.get("observation.program_number")
         observation = int(exposure.get("observation.observation_number", 0))

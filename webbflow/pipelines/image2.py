@@ -1,5 +1,6 @@
-"""calwebb_image2 for imaging: rate -> cal (assign_wcs, flat_field, photom) and, for the
-imaging types, the exposure drizzled alone -> i2d.
+"""calwebb_image2 for imaging: rate -> cal (bkg_subtract when the level-2 association has
+background members, assign_wcs, flat_field, photom) and, for the imaging types, the
+exposure drizzled alone -> i2d.
 
 The cal product carries the WCS twice, as the official one does: a gwcs object in the
 ASDF tree (what stage 3 uses) and its FITS SIP approximation in the SCI header (what
@@ -17,6 +18,7 @@ from webbflow.io import Product, read_product
 from webbflow.io.references import load_reference
 from webbflow.planning import RESAMPLED_EXP_TYPES, image2_reftypes
 from webbflow.steps.assign_wcs import assign_imaging_wcs
+from webbflow.steps.bkg_subtract import subtract_backgrounds
 from webbflow.steps.flat_photom import MJSR_TO_UJA2, flat_field_and_photom, photom_conversion
 
 log = logging.getLogger("webbflow.image2")
@@ -35,8 +37,9 @@ def _given(refs, reftype):
     return None if path in (None, "N/A") else path
 
 
-def run_image2(rate_path, refs, config, dqflags, *, context):
-    """Calibrate one rate file. Returns {"cal": Product[, "i2d": Product]}."""
+def run_image2(rate_path, refs, config, dqflags, *, context, backgrounds=()):
+    """Calibrate one rate file; ``backgrounds``: the rate files of its association's
+    background members. Returns {"cal": Product[, "i2d": Product]}."""
     steps = config["steps"]
     rate = read_product(rate_path, require=RATE_ARRAYS)
     meta = copy.deepcopy(rate.meta)
@@ -53,6 +56,15 @@ def run_image2(rate_path, refs, config, dqflags, *, context):
     for name, array in arrays.items():
         if array.shape != shape:
             raise WebbflowError(rate_path, f"{name} has shape {array.shape}, SCI {shape}")
+
+    if backgrounds:
+        # as officially, the step runs (and is recorded) only for exposures with
+        # background members
+        if steps.get("bkg_subtract", {}).get("skip"):
+            _skipped(meta, "bkg_subtract")
+        else:
+            subtract_backgrounds(arrays, meta, list(backgrounds), steps["bkg_subtract"],
+                                 source=rate_path)
 
     wcs = None
     if not steps["assign_wcs"].get("skip"):

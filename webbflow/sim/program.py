@@ -77,6 +77,9 @@ class ExposureSpec:
     pointing_error_arcsec: tuple = (0.0, 0.0)
     roll_error_deg: float = 0.0
     start: str = "2023-01-10T03:00:00"
+    # a dedicated background pointing (BKGDTARG = T): level-2 associations give it to the
+    # science exposures of the same configuration as a background member
+    background_target: bool = False
     seed: int = 1
     scene: dict = field(default_factory=dict, hash=False, compare=False)
 
@@ -173,6 +176,7 @@ def exposure_meta(spec, fastaxis, slowaxis):
         "activity_id": _base36(spec.activity, 2), "exposure_number": f"{spec.exposure:05d}",
         "obs_id": obs_id, "visit_id": f"{spec.program}{spec.observation:03d}{spec.visit:03d}",
         "observation_label": "webbflow synthetic observation",
+        "bkgdtarg": spec.background_target,
     }
     dra = spec.dither_arcsec[0] / 3600.0 / np.cos(np.radians(spec.target_dec))
     ddec = spec.dither_arcsec[1] / 3600.0
@@ -334,13 +338,29 @@ def imaging_starfield_program():
     return imaging_program(sky=STAR_FIELD)[:4]
 
 
+def imaging_background_program():
+    """MIRI imaging with dedicated background exposures (bkg_subtract's input): a
+    dithered pair on the field and, as observation 7, a pair of background-target
+    exposures 150" away, where the sky holds no sources, only the zodiacal level."""
+    miri = dict(instrument="MIRI", detector="MIRIMAGE", exp_type="MIR_IMAGE",
+                filter="F770W", readpatt="FAST", ngroups=6, nints=1, subarray="SUB256",
+                xstart=413, ystart=51, xsize=256, ysize=256, scene={"sky": True})
+    science = [ExposureSpec(**miri, observation=6, exposure=k + 1,
+                            dither_arcsec=DITHER_4[k], seed=701 + k) for k in range(2)]
+    backgrounds = [ExposureSpec(**miri, observation=7, exposure=k + 1,
+                                dither_arcsec=(150.0 + DITHER_4[k][0], DITHER_4[k][1]),
+                                background_target=True, seed=711 + k) for k in range(2)]
+    return science + backgrounds
+
+
 def imaging_fullframe_program():
     return imaging_program(size=2048, ngroups=6)
 
 
 PROGRAMS = {"demo": demo_program, "fullframe": fullframe_program,
             "imaging": imaging_program, "imaging-starfield": imaging_starfield_program,
-            "imaging-fullframe": imaging_fullframe_program}
+            "imaging-fullframe": imaging_fullframe_program,
+            "imaging-background": imaging_background_program}
 
 
 def with_seed(spec, seed):
