@@ -80,3 +80,24 @@ def test_image3_member_without_wcs(rate, tmp_path):
     line = _error_line(result)
     assert path.name in line and "WCS" in line, line
     assert not list(out.iterdir())
+
+
+@pytest.mark.parametrize("problem", ["rateints", "missing", "no_dq"])
+def test_bad_background_member(rate, tmp_path, problem):
+    """A background member that is a 3-D rateints, absent, or without DQ."""
+    program, path = rate
+    background = tmp_path / "jw01234009001_02101_00001_nrca1_rate.fits"
+    if problem == "rateints":
+        shutil.copy(program / "rate" / f"{NIRCAM}_rateints.fits", background)
+    elif problem == "no_dq":
+        shutil.copy(path, background)
+        with fits.open(background) as hdul:
+            del hdul["DQ"]
+            hdul.writeto(background, overwrite=True)
+    out = tmp_path / "out"
+    line = _error_line(_image2(path, program / "crds_cache", out, "--background",
+                               str(background)))
+    assert background.name in line, line
+    expected = {"rateints": "3-d background", "missing": "no such file", "no_dq": "dq"}
+    assert expected[problem] in line.lower(), line
+    assert not list(out.iterdir())
