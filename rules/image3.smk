@@ -2,8 +2,8 @@
 # each member's crf (outliers flagged), the product's i2d and, unless switched off, its
 # source catalog (cat.ecsv) and segmentation map (segm). Jobs are made from the
 # associations known when the DAG is built (MAST's delivered ones, or else the generated
-# ones in asn/), since each writes a set of files that only the association knows. Configuration and references (APCORR, ABVEGAOFFSET) follow the
-# first member's header.
+# ones in asn/), since each writes a set of files that only the association knows.
+# Configuration and references (APCORR, ABVEGAOFFSET) follow the first member's header.
 
 IMAGE3_PLANS = _image3_plans()
 
