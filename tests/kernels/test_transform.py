@@ -4,6 +4,7 @@ offset and velocity aberration, MIRI's parity) mapped onto a resample output gri
 onto another exposure's detector (the inverse distortion polynomials)."""
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +103,43 @@ def test_a_wrong_program_is_caught(monkeypatch, caplog):
         result = pixel_map(wcs, grid, (64, 64))
     assert "disagrees" in caplog.text
     assert np.array_equal(result, _astropy(wcs, grid, (64, 64)))
+
+
+REAL_IMAGING_DISTORTIONS = [
+    ("crds_cache/references/jwst/nircam/jwst_nircam_distortion_0090.asdf", (2048, 2048)),
+    ("crds_cache/references/jwst/nircam/jwst_nircam_distortion_0096.asdf", (2048, 2048)),
+    ("crds_cache/references/jwst/niriss/jwst_niriss_distortion_0010.asdf", (2048, 2048)),
+    ("ref_other/crds_testdata_niriss_ref_distortion.asdf", (2048, 2048)),
+    ("crds_cache/references/jwst/miri/jwst_miri_distortion_0023.asdf", (1024, 1032)),
+    ("crds_cache/references/jwst/miri/jwst_miri_distortion_0028.asdf", (1024, 1032)),
+    ("ref_other/miricoord_flt9/jwst_miri_imager_distortion_flt9.asdf", (1024, 1032)),
+]
+
+
+@pytest.mark.parametrize("relative, full_shape", REAL_IMAGING_DISTORTIONS,
+                         ids=[Path(r).stem for r, _ in REAL_IMAGING_DISTORTIONS])
+def test_compiled_pixel_map_of_real_distortions(relative, full_shape, caplog):
+    """Flight DISTORTION models (MIRI's with 1-D column/row polynomials and a bounding
+    box) compile, and map as astropy does; full frame and a subarray."""
+    import asdf
+
+    from tests.realdata import real_file
+
+    with asdf.open(real_file(relative), lazy_load=False, memmap=False) as af:
+        distortion = af.tree["model"]
+    wcsinfo = dict(POINTING, v2_ref=float(distortion(full_shape[1] / 2, full_shape[0] / 2)[0]),
+                   v3_ref=float(distortion(full_shape[1] / 2, full_shape[0] / 2)[1]))
+    for shape, substrt in ((full_shape, (1, 1)), ((96, 128), (401, 301))):
+        wcs = imaging_wcs(wcsinfo, distortion, shape=shape, substrt=substrt)
+        grid = _grid(wcs, shape)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="webbflow.resample"):
+            compiled = pixel_map(wcs, grid, shape)
+        assert not caplog.records   # compiled, no fallback
+        expected = _astropy(wcs, grid, shape)
+        inside = np.isfinite(compiled[..., 0])
+        assert np.abs(compiled[inside] - expected[inside]).max() < 1e-8
+        # pixels outside the WCS's bounding box are not mapped, as officially
+        (x0, x1), (y0, y1) = wcs.bounding_box.bounding_box(order="F")
+        yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+        assert np.array_equal(inside, (xx >= x0) & (xx <= x1) & (yy >= y0) & (yy <= y1))

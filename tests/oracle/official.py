@@ -37,14 +37,35 @@ def run_official(jobs, cache, outdir, timeout=3600, pipeline="Detector1Pipeline"
     name in ``jwst.pipeline``), products written into outdir under the official names."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    _run_offline(_RUNNER, {"jobs": [(str(u), s) for u, s in jobs], "outdir": str(outdir),
+                           "pipeline": pipeline}, cache, timeout, "pipeline")
+    return outdir
+
+
+_STEP_RUNNER = r"""
+import json, sys
+spec = json.loads(sys.argv[1])
+import jwst.step
+step = getattr(jwst.step, spec["step"])
+for path, options, output in spec["jobs"]:
+    step.call(path, **options).save(output)
+"""
+
+
+def run_official_step(jobs, cache, step="AssignWcsStep", timeout=1800):
+    """``jobs``: [(input path, step options, output path)]: each input through one
+    official step (a class name in ``jwst.step``), its result saved under the given path."""
+    jobs = [(str(path), options, str(output)) for path, options, output in jobs]
+    _run_offline(_STEP_RUNNER, {"step": step, "jobs": jobs}, cache, timeout, step)
+
+
+def _run_offline(runner, spec, cache, timeout, what):
+    """``runner`` in a process of its own, with CRDS offline on ``cache``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
     env.update(CRDS_PATH=str(cache), CRDS_MODE="local", CRDS_READONLY_CACHE="1",
                CRDS_SERVER_URL="https://crds-serverless-mode.stsci.edu",
                STPIPE_DISABLE_CRDS_STEPPARS="true")
-    spec = json.dumps({"jobs": [(str(u), s) for u, s in jobs], "outdir": str(outdir),
-                       "pipeline": pipeline})
-    result = subprocess.run([sys.executable, "-c", _RUNNER, spec], env=env,
+    result = subprocess.run([sys.executable, "-c", runner, json.dumps(spec)], env=env,
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode:
-        raise RuntimeError(f"official pipeline failed:\n{result.stderr[-4000:]}")
-    return outdir
+        raise RuntimeError(f"official {what} failed:\n{result.stderr[-4000:]}")

@@ -30,6 +30,7 @@ OPCODES = {
     "tan_s2x": 8,    # native (phi, theta) deg -> gnomonic projection plane (x, y)
     "tan_x2s": 9,    # projection plane (x, y) -> native (phi, theta) deg
     "vec_tan": 10,   # native unit vector -> gnomonic plane (tan_s2x of its c2s, no trig)
+    "poly1d": 11,    # out0 = sum c_i in0^i (c: degree, then degree+1 values)
 }
 
 _R2D = 180.0 / math.pi
@@ -46,6 +47,15 @@ def _poly2d(x, y, params, p):
         for j in range(degree - i, -1, -1):
             inner = inner * y + params[p + 1 + i * size + j]
         total = total * x + inner
+    return total
+
+
+@njit
+def _poly1d(x, params, p):
+    degree = int(params[p])
+    total = params[p + 1 + degree]
+    for i in range(degree - 1, -1, -1):
+        total = params[p + 1 + i] + total * x
     return total
 
 
@@ -129,6 +139,8 @@ def _execute(program, params, reg):
             else:   # the far hemisphere does not project
                 reg[program[k, 4]] = np.nan
                 reg[program[k, 5]] = np.nan
+        elif op == 11:
+            reg[program[k, 4]] = _poly1d(reg[a], params, p)
 
 
 @njit(parallel=True)

@@ -1,7 +1,7 @@
 """astropy transform chains -> programs for webbflow.kernels.transform.
 
 Only the models imaging WCSs are made of are translated (shifts, scales, mappings,
-2-D polynomials and affine maps, the spherical <-> Cartesian conversions and rotations
+1-D and 2-D polynomials and affine maps, the spherical <-> Cartesian conversions and rotations
 of gwcs and astropy, the gnomonic projection); anything else raises
 :class:`Unsupported`, and the caller evaluates the chain with astropy instead. Mappings
 and identities cost nothing: they only re-route registers while the program is built.
@@ -119,6 +119,8 @@ def _emit(model, lanes, program):
         if model.factor.unit is not None:
             raise Unsupported("Scale with units")
         return program.emit("mul", lanes, 1, [model.factor.value])
+    if kind is models.Polynomial1D:
+        return program.emit("poly1d", lanes, 1, _poly1d_constants(model))
     if kind is models.Polynomial2D:
         return program.emit("poly2d", lanes, 1, _poly2d_constants(model))
     if kind is models.AffineTransformation2D:
@@ -145,6 +147,13 @@ def _emit(model, lanes, program):
     if name == "CartesianToSpherical" and from_gwcs:
         return program.defer_angles(lanes, model.wrap_lon_at)
     raise Unsupported(f"{name} ({kind.__module__})")
+
+
+def _poly1d_constants(model):
+    if model.domain is not None and model.window is not None and \
+            tuple(model.domain) != tuple(model.window):
+        raise Unsupported("Polynomial1D with a domain mapping")
+    return [model.degree, *model.parameters]
 
 
 def _poly2d_constants(model):

@@ -19,7 +19,7 @@ from astropy.modeling import bind_bounding_box
 from astropy.modeling.models import Identity, RotationSequence3D, Scale, Shift
 
 __all__ = ["imaging_wcs", "distortion_transform", "filter_offset", "v2v3_to_sky",
-           "va_correction", "subarray_bounding_box"]
+           "va_correction", "subarray_bounding_box", "detector_bounding_box"]
 
 
 def filter_offset(rows, filter_name, pupil=None):
@@ -82,6 +82,22 @@ def subarray_bounding_box(xsize, ysize):
     return ((-0.5, xsize - 0.5), (-0.5, ysize - 0.5))
 
 
+def detector_bounding_box(distortion, shape, substrt=(1, 1)):
+    """The pixels an imaging WCS is valid on, in gwcs (x, y) order, as the official
+    assign_wcs decides: an exposure whose first pixel is the detector's (1, 1) keeps the
+    DISTORTION model's own bounding box when it has one (MIRI's leaves out the
+    reference-pixel columns); any other subarray, or a model without one, the image."""
+    ny, nx = shape
+    if tuple(substrt) == (1, 1):
+        try:
+            box = distortion.bounding_box.bounding_box(order="F")
+        except NotImplementedError:
+            pass
+        else:
+            return tuple((float(lower), float(upper)) for lower, upper in box)
+    return subarray_bounding_box(nx, ny)
+
+
 def imaging_wcs(wcsinfo, distortion, *, shape, substrt=(1, 1), offset=None, va_scale=1.0):
     """The gwcs of an imaging exposure of ``shape`` (ny, nx).
 
@@ -91,7 +107,6 @@ def imaging_wcs(wcsinfo, distortion, *, shape, substrt=(1, 1), offset=None, va_s
     from gwcs import coordinate_frames as cf  # noqa: PLC0415 - gwcs costs a second to import
     from gwcs.wcs import WCS  # noqa: PLC0415
 
-    ny, nx = shape
     detector = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
     v2v3 = cf.Frame2D(name="v2v3", axes_order=(0, 1), axes_names=("v2", "v3"),
                       unit=(u.arcsec, u.arcsec))
@@ -99,8 +114,9 @@ def imaging_wcs(wcsinfo, distortion, *, shape, substrt=(1, 1), offset=None, va_s
                             unit=(u.arcsec, u.arcsec))
     world = cf.CelestialFrame(reference_frame=coord.ICRS(), name="world")
 
+    box = detector_bounding_box(distortion, shape, substrt)
     to_v2v3 = distortion_transform(distortion, offset, substrt)
-    bind_bounding_box(to_v2v3, subarray_bounding_box(nx, ny), order="F")
+    bind_bounding_box(to_v2v3, box, order="F")
     pipeline = [
         (detector, to_v2v3),
         (v2v3, va_correction(va_scale, wcsinfo["v2_ref"], wcsinfo["v3_ref"])),
@@ -109,5 +125,5 @@ def imaging_wcs(wcsinfo, distortion, *, shape, substrt=(1, 1), offset=None, va_s
         (world, None),
     ]
     wcs = WCS(pipeline)
-    wcs.bounding_box = subarray_bounding_box(nx, ny)
+    wcs.bounding_box = box
     return wcs

@@ -135,7 +135,7 @@ def output_wcs(s_regions, ref_wcs, ref_wcsinfo, *, pixel_scale_ratio=1.0, pixel_
 def pixel_map(input_wcs, output, shape, rows_per_block=128):
     """Output-grid (x, y) of every input pixel centre: float64 (ny, nx, 2), as the
     official calc_pixmap (input WCS forward, output WCS inverse, the output's bounding
-    box ignored).
+    box ignored; input pixels outside the input's bounding box NaN).
 
     The transform chain runs as a compiled program (webbflow.wcs.compiled), checked
     against astropy's evaluation on a sparse grid of pixels; a chain it cannot express,
@@ -162,14 +162,28 @@ def pixel_map(input_wcs, output, shape, rows_per_block=128):
         both = np.isfinite(expected) & np.isfinite(got)
         if np.array_equal(both, np.isfinite(expected)) and \
                 np.abs(got[both] - expected[both]).max(initial=0.0) < 1e-6:
-            return out
+            return _blank_outside_box(input_wcs, out)
         log.warning("compiled pixel map disagrees with astropy: using astropy")
     x = np.arange(nx, dtype=np.float64)
     for y0 in range(0, ny, rows_per_block):
         y1 = min(ny, y0 + rows_per_block)
         yy, xx = np.meshgrid(np.arange(y0, y1, dtype=np.float64), x, indexing="ij")
         out[y0:y1] = _astropy_map(forward, backward, xx, yy)
-    return out
+    return _blank_outside_box(input_wcs, out)
+
+
+def _blank_outside_box(input_wcs, pixmap):
+    """NaN for the input pixels outside the input WCS's bounding box: the official pixel
+    map evaluates the input WCS with its box (a full-frame MIRI exposure's reference
+    columns are not drizzled)."""
+    box = getattr(input_wcs, "bounding_box", None)
+    if box is None:
+        return pixmap
+    (x0, x1), (y0, y1) = box.bounding_box(order="F") if hasattr(box, "bounding_box") else box
+    columns, rows = np.arange(pixmap.shape[1]), np.arange(pixmap.shape[0])
+    pixmap[:, (columns < x0) | (columns > x1)] = np.nan
+    pixmap[(rows < y0) | (rows > y1)] = np.nan
+    return pixmap
 
 
 def _astropy_map(forward, backward, xx, yy):
