@@ -292,17 +292,29 @@ def runs_image2(exposure):
     return not entry["problem"] and not is_dark(exposure) and planning.runs_image2(entry["meta"])
 
 
+def preview(path, caption, category, **labels):
+    """A product's preview PNG (``<path stem>.png``) as a report item of ``category``,
+    subcategory the product's suffix."""
+    stem = path.removesuffix(".fits")
+    return report(f"{stem}.png", caption=f"../report/{caption}", category=category,
+                  subcategory=stem.rsplit("_", 1)[-1], labels=labels)
+
+
 def image2_outputs():
-    """The image2 rule's products: cal, and i2d unless resample is switched off."""
+    """The image2 rule's products: cal, and i2d unless resample is switched off, each
+    with its preview."""
     outputs = {"cal": "{exposure}_cal.fits"}
     if not config["image2"]["steps"]["resample"].get("skip"):
         outputs["i2d"] = "{exposure}_i2d.fits"
+    for name, path in list(outputs.items()):
+        outputs[f"{name}_preview"] = preview(path, f"image2_{name}.rst", "Stage 2",
+                                             exposure="{exposure}")
     return outputs
 
 
 def get_image2_outputs():
     return [path.format(exposure=exposure) for exposure in UNCAL if runs_image2(exposure)
-            for path in image2_outputs().values()]
+            for name, path in image2_outputs().items() if not name.endswith("_preview")]
 
 
 def get_association_outputs():

@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -158,14 +159,25 @@ def test_stage3_products_of_each_association(finished_run):
         assert np.array_equal(np.sort(np.asarray(catalog["label"])), labels)
 
 
-def test_report_has_a_preview_of_every_rate_product(finished_run):
-    for stem in (NIS3, NIS2, MIRI):
-        png = (finished_run / f"{stem}_rate.png").read_bytes()
-        assert png.startswith(b"\x89PNG")
+def test_report_has_a_preview_of_every_image_product(finished_run):
+    """Every rate, cal and i2d product of the run (per exposure and combined) has its
+    preview PNG beside it, and the report lists each one."""
+    products = sorted(p for suffix in ("rate", "cal", "i2d")
+                      for p in finished_run.glob(f"*_{suffix}.fits"))
+    # 3 rate, 3 cal, 3 single-exposure i2d and 2 combined i2d
+    assert len(products) == 11
+    previews = [p.with_suffix(".png") for p in products]
+    for png in previews:
+        data = png.read_bytes()
+        assert data.startswith(b"\x89PNG")
+        width, height = struct.unpack(">II", data[16:24])
+        assert 0 < max(width, height) <= 1024
     _snakemake(finished_run, "--report", "report.html")
     html = (finished_run / "report.html").read_text(errors="replace")
-    for stem in (NIS3, NIS2, MIRI):
-        assert f"{stem}_rate.png" in html
+    for png in previews:
+        assert png.name in html
+    for category in ("Stage 1", "Stage 2", "Stage 3"):
+        assert category in html
 
 
 def test_parameter_edit_reruns_exactly_the_affected_jobs(finished_run, tmp_path):
