@@ -22,9 +22,32 @@ validate(config, schema=f"{workflow.basedir}/config/schema.yaml")
 
 PROGRAM = Path.cwd()
 HEADERS = planning.HeaderCache(PROGRAM)
-UNCAL = planning.discover(PROGRAM, "uncal")
-for _exposure in UNCAL:
-    HEADERS.get(f"{_exposure}_uncal.fits")
+# {exposure: the product it starts from (uncal, rate or cal)}: its stages from there on run
+EXPOSURES = planning.discover(PROGRAM)
+
+
+def start_file(exposure):
+    """The file an exposure starts from: its plan is read from its primary header (uncal,
+    rate and cal carry the same primary keywords)."""
+    return f"{exposure}_{EXPOSURES[exposure]}.fits"
+
+
+def header(exposure):
+    return HEADERS.get(start_file(exposure))
+
+
+def runs_stage(exposure, stage):
+    """Whether ``stage`` runs for the exposure here: it starts at the stage's input or
+    earlier (an unknown name runs nothing)."""
+    return exposure in EXPOSURES and planning.runs_stage(EXPOSURES[exposure], stage)
+
+
+def exposures_running(stage):
+    return [exposure for exposure in EXPOSURES if runs_stage(exposure, stage)]
+
+
+for _exposure in EXPOSURES:
+    header(_exposure)
 HEADERS.save()
 CRDS_SETTINGS = webbflow_crds.configure(planning.crds_settings(config, PROGRAM))
 CRDS_CONTEXT = None
@@ -52,10 +75,6 @@ def crds_context():
         # reruns only the jobs whose chosen reference files changed
         config["crds"]["context_used"] = CRDS_CONTEXT
     return CRDS_CONTEXT
-
-
-def header(exposure, suffix="uncal"):
-    return HEADERS.get(f"{exposure}_{suffix}.fits")
 
 
 # Snakemake calls input, params and resource functions several times per job: each
@@ -99,13 +118,17 @@ def detector1_config(exposure):
 
 def get_plan(stage, exposure):
     """Reference files and the problem (if any) of one job, decided once. References are
-    chosen from the raw header, which carries every keyword CRDS selects on."""
+    chosen from the exposure's header, which carries every keyword CRDS selects on. An
+    exposure that does not run the stage here (it starts later) has none: the rule's
+    input is then its delivered product."""
     if (stage, exposure) not in _PLANS:
         _PLANS[stage, exposure] = _plan(stage, exposure)
     return _PLANS[stage, exposure]
 
 
 def _plan(stage, exposure):
+    if not runs_stage(exposure, stage):
+        return {"refs": {}, "problem": f"{exposure}: no {stage} here"}
     entry = header(exposure)
     if entry["problem"]:
         return {"refs": {}, "problem": entry["problem"]}
@@ -121,7 +144,7 @@ def _plan(stage, exposure):
                 reftypes,
                 context=context,
                 settings=CRDS_SETTINGS,
-                exposure=f"{exposure}_uncal.fits",
+                exposure=start_file(exposure),
                 overrides=config["crds"].get("overrides"),
             ),
         )
@@ -188,7 +211,7 @@ def is_dark(exposure):
 def get_detector1_outputs():
     outputs = []
     optional = get_detector1_optional_outputs()
-    for exposure in UNCAL:
+    for exposure in exposures_running("detector1"):
         if is_dark(exposure):
             continue
         outputs += [f"{exposure}_rate.fits", f"{exposure}_rateints.fits"]
@@ -197,12 +220,15 @@ def get_detector1_outputs():
 
 
 def _associations():
-    """Level-2 and level-3 associations from the headers, unless MAST delivered some."""
+    """Level-2 and level-3 associations from the headers, unless MAST delivered some:
+    level 2 of the exposures that run stage 2 here, level 3 of all (those that start at
+    cal too)."""
     if planning.delivered_associations(PROGRAM):
         return {}
-    exposures = [associations.Exposure(stem, header(stem)["meta"]) for stem in UNCAL
+    exposures = [associations.Exposure(stem, header(stem)["meta"]) for stem in EXPOSURES
                  if not header(stem)["problem"]]
-    made = associations.level2_associations(exposures)
+    made = associations.level2_associations(
+        [e for e in exposures if runs_stage(e.stem, "image2")])
     made.update(associations.level3_associations(exposures))
     return {name: associations.dumps(content) for name, content in made.items()}
 
@@ -235,7 +261,7 @@ PROGRAM_ASSOCIATIONS = _read_associations()
 def _image2_backgrounds():
     """{exposure: its level-2 association's background rate files}. A background that
     is not an exposure of this program is looked for beside the association."""
-    by_name = {Path(stem).name: stem for stem in UNCAL}
+    by_name = {Path(stem).name: stem for stem in EXPOSURES}
     found = {}
     for path, asn in PROGRAM_ASSOCIATIONS.items():
         if not asn.asn_type.startswith("image2") or not asn.backgrounds:
@@ -256,15 +282,15 @@ IMAGE2_BACKGROUNDS = _image2_backgrounds()
 
 def _image3_plans():
     """{association file: what its calwebb_image3 job reads and writes} for the imaging
-    level-3 associations whose members all go through image2 here. Products are
-    written in the program directory."""
-    by_name = {Path(stem).name: stem for stem in UNCAL}
+    level-3 associations whose members all have a cal file here (made by image2, or the
+    one they start from). Products are written in the program directory."""
+    by_name = {Path(stem).name: stem for stem in EXPOSURES}
     plans = {}
     for path, asn in PROGRAM_ASSOCIATIONS.items():
         if asn.asn_type != "image3":
             continue
         stems = [by_name.get(Path(m).name.removesuffix("_cal.fits")) for m in asn.members]
-        if not stems or None in stems or not all(runs_image2(stem) for stem in stems):
+        if not stems or None in stems or not all(has_cal(stem) for stem in stems):
             continue
         plans[path] = {"asn_id": asn.asn_id, "product": asn.product, "stems": stems}
     return plans
@@ -288,21 +314,40 @@ def get_image3_outputs():
 
 
 def runs_image2(exposure):
+    if not runs_stage(exposure, "image2"):
+        return False
     entry = header(exposure)
     return not entry["problem"] and not is_dark(exposure) and planning.runs_image2(entry["meta"])
 
 
+def has_cal(exposure):
+    """A cal file for stage 3: delivered, or made by image2."""
+    return EXPOSURES.get(exposure) == "cal" or runs_image2(exposure)
+
+
+def preview(path, caption, category, **labels):
+    """A product's preview PNG (``<path stem>.png``) as a report item of ``category``,
+    subcategory the product's suffix."""
+    stem = path.removesuffix(".fits")
+    return report(f"{stem}.png", caption=f"../report/{caption}", category=category,
+                  subcategory=stem.rsplit("_", 1)[-1], labels=labels)
+
+
 def image2_outputs():
-    """The image2 rule's products: cal, and i2d unless resample is switched off."""
+    """The image2 rule's products: cal, and i2d unless resample is switched off, each
+    with its preview."""
     outputs = {"cal": "{exposure}_cal.fits"}
     if not config["image2"]["steps"]["resample"].get("skip"):
         outputs["i2d"] = "{exposure}_i2d.fits"
+    for name, path in list(outputs.items()):
+        outputs[f"{name}_preview"] = preview(path, f"image2_{name}.rst", "Stage 2",
+                                             exposure="{exposure}")
     return outputs
 
 
 def get_image2_outputs():
-    return [path.format(exposure=exposure) for exposure in UNCAL if runs_image2(exposure)
-            for path in image2_outputs().values()]
+    return [path.format(exposure=exposure) for exposure in EXPOSURES if runs_image2(exposure)
+            for name, path in image2_outputs().items() if not name.endswith("_preview")]
 
 
 def get_association_outputs():
@@ -310,7 +355,8 @@ def get_association_outputs():
 
 
 def get_dark_outputs():
-    return [f"{exposure}_dark.fits" for exposure in UNCAL if is_dark(exposure)]
+    return [f"{exposure}_dark.fits" for exposure in exposures_running("detector1")
+            if is_dark(exposure)]
 
 
 def get_final_outputs():

@@ -7,12 +7,8 @@ rule detector1:
     output:
         rate="{exposure}_rate.fits",
         rateints="{exposure}_rateints.fits",
-        preview=report(
-            "{exposure}_rate.png",
-            caption="../report/rate.rst",
-            category="Stage 1",
-            subcategory="rate",
-            labels={"exposure": "{exposure}"},
+        rate_preview=preview(
+            "{exposure}_rate.fits", "rate.rst", "Stage 1", exposure="{exposure}"
         ),
         **get_detector1_optional_outputs(),
     params:

@@ -1,6 +1,7 @@
 # Stage 2 imaging (calwebb_image2): rate -> cal (bkg_subtract of the level-2
 # association's background members, assign_wcs, flat_field, photom) and the exposure
-# drizzled alone -> i2d. References are chosen from the raw header.
+# drizzled alone -> i2d, with a preview of each for the report. References are chosen
+# from the exposure's header.
 
 
 rule image2:

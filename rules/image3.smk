@@ -1,9 +1,10 @@
-# Stage 3 imaging (calwebb_image3): one job per level-3 imaging association, cal files ->
-# each member's crf (outliers flagged), the product's i2d and, unless switched off, its
-# source catalog (cat.ecsv) and segmentation map (segm). Jobs are made from the
-# associations known when the DAG is built (MAST's delivered ones, or else the generated
-# ones in asn/), since each writes a set of files that only the association knows.
-# Configuration and references (APCORR, ABVEGAOFFSET) follow the first member's header.
+# Stage 3 imaging (calwebb_image3): one job per level-3 imaging association, cal files
+# -> each member's crf (outliers flagged), the product's i2d (and its preview) and,
+# unless switched off, its source catalog (cat.ecsv) and segmentation map (segm). Jobs
+# are made from the associations known when the DAG is built (MAST's delivered ones, or
+# else the generated ones in asn/), since each writes a set of files that only the
+# association knows. Configuration and references (APCORR, ABVEGAOFFSET) follow the
+# first member's header.
 
 IMAGE3_PLANS = _image3_plans()
 
@@ -18,6 +19,10 @@ for _index, (_asn_path, _asn_plan) in enumerate(IMAGE3_PLANS.items()):
             cal=[f"{stem}_cal.fits" for stem in _asn_plan["stems"]],
         output:
             **image3_products(_asn_plan),
+            i2d_preview=preview(
+                image3_products(_asn_plan)["i2d"], "image3_i2d.rst", "Stage 3",
+                product=_asn_plan["product"]
+            ),
             crf=[f"{stem}_{_asn_plan['asn_id']}_crf.fits" for stem in _asn_plan["stems"]],
         params:
             plan=lambda wildcards, stem=_asn_plan["stems"][0]: plan_params("image3", stem),

@@ -10,7 +10,7 @@ import numba
 from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import write_product
-from webbflow.io.preview import image_preview
+from webbflow.io.preview import PREVIEW, write_previews
 from webbflow.pipelines.detector1 import check_raw_exposure, run_stage1
 
 logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
@@ -27,10 +27,9 @@ try:
     products = run_stage1(snakemake.input.uncal, refs, json.loads(plan["steps"]), PIXEL,  # noqa: F821
                           context=snakemake.config["crds"]["context_used"])  # noqa: F821
     for name, path in snakemake.output.items():  # noqa: F821
-        if name != "preview":
+        if not name.endswith(PREVIEW):
             write_product(path, products[name])
-    if "preview" in snakemake.output.keys():  # noqa: F821
-        image_preview(snakemake.output.preview, products["rate"]["data"])  # noqa: F821
+    write_previews(snakemake.output.items(), products)  # noqa: F821
 except WebbflowError as exc:
     logging.error("%s", exc)
     print(f"webbflow: {exc}", file=sys.stderr)

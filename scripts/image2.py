@@ -1,5 +1,5 @@
-"""Stage 2 imaging of one exposure: rate -> cal (+ i2d); the rule's outputs name the
-products."""
+"""Stage 2 imaging of one exposure: rate -> cal (+ i2d) and their previews; the rule's
+outputs name the products."""
 
 import json
 import logging
@@ -8,6 +8,7 @@ import sys
 from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import write_product
+from webbflow.io.preview import PREVIEW, write_previews
 from webbflow.pipelines.image2 import run_image2
 
 logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
@@ -23,7 +24,9 @@ try:
                           context=snakemake.config["crds"]["context_used"],  # noqa: F821
                           backgrounds=list(snakemake.input.backgrounds))  # noqa: F821
     for name, path in snakemake.output.items():  # noqa: F821
-        write_product(path, products[name])
+        if not name.endswith(PREVIEW):
+            write_product(path, products[name])
+    write_previews(snakemake.output.items(), products)  # noqa: F821
 except WebbflowError as exc:
     logging.error("%s", exc)
     print(f"webbflow: {exc}", file=sys.stderr)

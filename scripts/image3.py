@@ -1,5 +1,6 @@
 """Stage 3 imaging of one association: cal files -> crf per member, the product's i2d
-and (unless switched off) its cat and segm; the rule's outputs name the products."""
+and (unless switched off) its cat and segm, and the i2d's preview; the rule's outputs name
+the products."""
 
 import json
 import logging
@@ -9,6 +10,7 @@ from webbflow.associations import read_association
 from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import write_product
+from webbflow.io.preview import write_previews
 from webbflow.pipelines.image3 import run_image3, write_image3_products
 
 logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
@@ -28,6 +30,7 @@ try:
                           tweakreg_catalogs=read_association(snakemake.input.asn).tweakreg_catalogs)  # noqa: F821
     write_image3_products(products, {name: getattr(snakemake.output, name)  # noqa: F821
                                      for name in products})
+    write_previews(snakemake.output.items(), products)  # noqa: F821
 except WebbflowError as exc:
     logging.error("%s", exc)
     print(f"webbflow: {exc}", file=sys.stderr)

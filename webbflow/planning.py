@@ -162,20 +162,35 @@ def delivered_associations(root):
                   if not p.relative_to(root).as_posix().startswith(("asn/", ".")))
 
 
-def discover(root, suffix="uncal"):
-    """Exposure stems (relative paths without ``_<suffix>.fits``) under ``root``, sorted."""
+# the products a program directory may start from, earliest first, and the stage that
+# reads each: an exposure starts at the earliest one present beside it, its stages from
+# there on run, and the later products are theirs
+STARTS = ("uncal", "rate", "cal")
+STAGE_INPUTS = {"detector1": "uncal", "image2": "rate", "image3": "cal"}
+
+
+def discover(root, suffixes=STARTS):
+    """{exposure stem: the earliest of ``suffixes`` present for it}, stems being relative
+    paths without ``_<suffix>.fits``, sorted."""
     root = Path(root)
-    found = []
+    found = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in ("logs", "benchmarks")]
         for name in filenames:
-            if not name.endswith(f"_{suffix}.fits"):
+            stem, _, suffix = name.removesuffix(".fits").rpartition("_")
+            if suffix not in suffixes or name != f"{stem}_{suffix}.fits":
                 continue
-            stem = name[: -len(f"_{suffix}.fits")]
-            if _EXPOSURE_RE.match(stem):
-                rel = Path(dirpath, stem).relative_to(root)
-                found.append(rel.as_posix())
-    return sorted(found)
+            if not _EXPOSURE_RE.match(stem):
+                continue
+            rel = Path(dirpath, stem).relative_to(root).as_posix()
+            if rel not in found or suffixes.index(suffix) < suffixes.index(found[rel]):
+                found[rel] = suffix
+    return dict(sorted(found.items()))
+
+
+def runs_stage(start, stage):
+    """Whether an exposure that starts at ``start`` runs ``stage`` here."""
+    return STARTS.index(start) <= STARTS.index(STAGE_INPUTS[stage])
 
 
 # ---------------------------------------------------------------------------- headers

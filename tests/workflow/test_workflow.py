@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -158,14 +159,25 @@ def test_stage3_products_of_each_association(finished_run):
         assert np.array_equal(np.sort(np.asarray(catalog["label"])), labels)
 
 
-def test_report_has_a_preview_of_every_rate_product(finished_run):
-    for stem in (NIS3, NIS2, MIRI):
-        png = (finished_run / f"{stem}_rate.png").read_bytes()
-        assert png.startswith(b"\x89PNG")
+def test_report_has_a_preview_of_every_image_product(finished_run):
+    """Every rate, cal and i2d product of the run (per exposure and combined) has its
+    preview PNG beside it, and the report lists each one."""
+    products = sorted(p for suffix in ("rate", "cal", "i2d")
+                      for p in finished_run.glob(f"*_{suffix}.fits"))
+    # 3 rate, 3 cal, 3 single-exposure i2d and 2 combined i2d
+    assert len(products) == 11
+    previews = [p.with_suffix(".png") for p in products]
+    for png in previews:
+        data = png.read_bytes()
+        assert data.startswith(b"\x89PNG")
+        width, height = struct.unpack(">II", data[16:24])
+        assert 0 < max(width, height) <= 1024
     _snakemake(finished_run, "--report", "report.html")
     html = (finished_run / "report.html").read_text(errors="replace")
-    for stem in (NIS3, NIS2, MIRI):
-        assert f"{stem}_rate.png" in html
+    for png in previews:
+        assert png.name in html
+    for category in ("Stage 1", "Stage 2", "Stage 3"):
+        assert category in html
 
 
 def test_parameter_edit_reruns_exactly_the_affected_jobs(finished_run, tmp_path):
@@ -303,3 +315,94 @@ def test_dark_exposures_go_through_calwebb_dark(tmp_path):
     assert read_product(program / f"{stem}_dark.fits").model_type == "RampModel"
     assert not list(program.glob(f"{stem}_rate*"))
     assert not [p for p in (program / "asn").iterdir() if stem in p.read_text()]
+
+
+def _json_keys(path):
+    import json
+
+    return set(json.loads(path.read_text()))
+
+
+@pytest.fixture(scope="module")
+def delivered_rates(imaging_rates, tmp_path_factory):
+    """The imaging program as MAST delivers it when stage 1 is done: only our stage-1
+    rate files of it (no uncal; the MIRI pair in a sub-folder) and the CRDS cache."""
+    simulated, rates = imaging_rates
+    root = tmp_path_factory.mktemp("rates") / "jw01234"
+    (root / "miri").mkdir(parents=True)
+    for rate in rates:
+        os.link(rate, root / ("miri" if "_mirimage_" in rate.name else "") / rate.name)
+    shutil.copytree(simulated / "crds_cache", root / "crds_cache", copy_function=os.link)
+    return root
+
+
+def test_program_delivered_at_rate_and_at_cal(delivered_rates, tmp_path):
+    """A directory of rate files gets an image2 job per imaging rate and an image3 job per
+    level-3 association (no stage 1), planned from the rate headers, every product
+    beside its input; a directory of the cal files alone gets the image3 jobs."""
+    program = _copy(delivered_rates, tmp_path / "rate")
+    rates = sorted(program.rglob("*_rate.fits"))
+    stems = [rate.relative_to(program).as_posix().removesuffix("_rate.fits") for rate in rates]
+    assert len(stems) == 6
+    counts, _ = _planned(program)
+    # a level-2 association per exposure, a level-3 one per observation (NIRCam, MIRI)
+    assert counts == {"association": 8, "image2": 6, "image3_1": 1, "image3_2": 1, "all": 1,
+                      "total": 17}
+    assert _json_keys(program / ".webbflow" / "headers.json") == {
+        f"{stem}_rate.fits" for stem in stems}
+    _snakemake(program)
+    level3 = sorted((program / "asn").glob("*_image3_*_asn.json"))
+    assert len(level3) == 2
+    mosaics = sorted(program.glob("jw01234-o*_i2d.fits"))
+    assert [p.name.split("_")[0] for p in mosaics] == ["jw01234-o005", "jw01234-o006"]
+    for stem in stems:
+        cal = read_product(program / f"{stem}_cal.fits")
+        assert cal.get("cal_step.photom") == "COMPLETE"
+        assert (program / f"{stem}_i2d.fits").exists() and (program / f"{stem}_cal.png").exists()
+        assert len(list(program.glob(f"{stem}_o00?_crf.fits"))) == 1
+    for mosaic in mosaics:
+        name = mosaic.name.removesuffix("_i2d.fits")
+        assert (program / f"{name}_cat.ecsv").exists() and (program / f"{name}_segm.fits").exists()
+    assert not list(program.rglob("*_uncal.fits")) and not list(program.rglob("*_rateints.fits"))
+    assert "Nothing to be done" in _snakemake(program, "-n").stdout
+
+    # the cal files alone (and the cache): stage 3 only, the same mosaics
+    cals = tmp_path / "cal" / "jw01234"
+    (cals / "miri").mkdir(parents=True)
+    for stem in stems:
+        os.link(program / f"{stem}_cal.fits", cals / f"{stem}_cal.fits")
+    shutil.copytree(program / "crds_cache", cals / "crds_cache", copy_function=os.link)
+    counts, _ = _planned(cals)
+    assert counts == {"association": 2, "image3_1": 1, "image3_2": 1, "all": 1, "total": 5}
+    _snakemake(cals)
+    for mosaic in mosaics:
+        again = read_product(cals / mosaic.name)
+        assert np.array_equal(again["data"], read_product(mosaic)["data"], equal_nan=True)
+    for stem in stems:
+        assert len(list(cals.glob(f"{stem}_o00?_crf.fits"))) == 1
+
+
+def test_mixed_program_starts_each_exposure_at_its_earliest_product(small_program,
+                                                                     finished_run, tmp_path):
+    """Exposures with uncal beside ones delivered as rate only: stage 1 runs for the
+    former (also for one whose rate is there too: that rate is its product), stages 2
+    and 3 for all."""
+    program = tmp_path / "jw01234"
+    program.mkdir()
+    for name in (f"{NIS3}_uncal.fits", f"{MIRI}_uncal.fits"):
+        os.link(small_program / name, program / name)
+    for name in (f"{NIS3}_rate.fits", f"{NIS2}_rate.fits"):
+        os.link(finished_run / name, program / name)
+    shutil.copytree(small_program / "crds_cache", program / "crds_cache",
+                    copy_function=os.link)
+    counts, text = _planned(program, "--forceall")
+    assert counts == {"association": 5, "detector1": 2, "image2": 3, "image3_1": 1,
+                      "image3_2": 1, "all": 1, "total": 13}
+    assert f"{NIS2}_uncal.fits" not in text
+    assert _json_keys(program / ".webbflow" / "headers.json") == {
+        f"{NIS3}_uncal.fits", f"{MIRI}_uncal.fits", f"{NIS2}_rate.fits"}
+    _snakemake(program)
+    for stem in (NIS3, NIS2, MIRI):
+        assert read_product(program / f"{stem}_cal.fits").get("cal_step.photom") == "COMPLETE"
+    assert (program / f"{MIRI}_rate.fits").exists()
+    assert len(list(program.glob("jw01234-o*_i2d.fits"))) == 2

@@ -2,6 +2,7 @@
 stretch between robust percentiles, written without an imaging library."""
 
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -46,5 +47,20 @@ def image_preview(path, image, max_size=1024):
     step = max(1, int(np.ceil(max(image.shape) / max_size)))
     if step > 1:
         ny, nx = (image.shape[0] // step) * step, (image.shape[1] // step) * step
-        image = np.nanmean(image[:ny, :nx].reshape(ny // step, step, nx // step, step), axis=(1, 3))
+        with warnings.catch_warnings():
+            # a bin with no finite pixel (an i2d's empty border) stays NaN, shown black
+            warnings.simplefilter("ignore", RuntimeWarning)
+            image = np.nanmean(image[:ny, :nx].reshape(ny // step, step, nx // step, step),
+                               axis=(1, 3))
     write_png(path, stretch(image))
+
+
+PREVIEW = "_preview"
+
+
+def write_previews(outputs, products):
+    """Write the previews a rule declares: an output named ``<product>_preview`` is the
+    preview of that product's SCI array. ``outputs``: (name, path) pairs."""
+    for name, path in outputs:
+        if name.endswith(PREVIEW):
+            image_preview(path, products[name.removesuffix(PREVIEW)]["data"])
