@@ -1,4 +1,5 @@
-"""tweakreg for calwebb_image3: relative alignment of the exposures of an association.
+"""tweakreg for calwebb_image3: relative alignment of the exposures of an association,
+then optionally their alignment to an absolute reference catalog.
 
 What the official step (jwst 3.0 ``TweakRegStep`` on stcal/tweakwcs) does, and this does:
 
@@ -13,16 +14,33 @@ What the official step (jwst 3.0 ``TweakRegStep`` on stcal/tweakwcs) does, and t
    reference sources onto the tangent plane of its first member (V2/V3 about V2_REF,
    V3_REF, rotated by ROLL_REF), matched (2-D histogram offset, then xyxymatch with
    ``separation`` and ``tolerance``) and fitted (``fitgeometry``, clipped); below
-   ``minobj`` matches the group stays where it is.
+   ``minobj`` matches the group stays where it is. With ``expand_refcat`` each aligned
+   group's unmatched sources join the reference sources and, unless
+   ``enforce_user_order``, the groups go in order of sky overlap (tweakreg_overlap.py:
+   the pair overlapping most starts, then the group overlapping the reference sources'
+   hull most).
 4. The fit becomes an affine correction in each member's own tangent plane, inserted
    into its gwcs between the ``v2v3vacorr`` frame and the sky as a new ``v2v3corr`` frame
    (the official transform, with the official sub-model names, so the official tools
    read and extend it), then S_REGION and the SIP approximation are refreshed.
+5. With ``abs_refcat`` (a catalog file; stcal ``absolute_align``): the relative
+   alignment runs with ``expand_refcat`` forced on, then all members, as one group
+   (official id 987654, sources through their relatively corrected WCS), are matched
+   and fitted to the catalog in the first member's tangent plane with the ``abs_*``
+   options (no initial offset without the histogram; clipped points re-enter each round,
+   the official ``clip_accum=False``); the corrections compound, and a corrected WCS is
+   named ``FIT-LVL3-<abs_refcat>``.
 
 Fallbacks as officially: one group, fewer than two groups with sources, source confusion
 in matching, or a correction larger than 2 x (searchrad + tolerance) -> no member
-changes and the step is SKIPPED with a warning. Alignment to an absolute reference
-catalog (``abs_refcat``) is not implemented and raises.
+changes and the step is recorded FAILED (jwst 3.0's ``record_step_status(success=False)``)
+with a warning. With ``abs_refcat`` such a relative
+failure only logs the warning and the absolute alignment goes on from the WCS as they
+are (with a relative correction found too large, as officially); the absolute fallbacks
+(``abs_separation`` <= sqrt(2) x ``abs_tolerance``, fewer than ``abs_minobj`` catalog
+rows, no sources at all, source confusion) leave every WCS as it came in (the relative
+corrections too) and the step FAILED; fewer than ``abs_minobj`` matches leave every WCS
+as it came in with the step COMPLETE. Online catalog names (GAIADR3 ...) raise.
 """
 
 import copy
@@ -95,7 +113,7 @@ def tweakreg(cal_paths, metas, options, dqflags, *, catalogs=None):
     if len(set(groups)) == 1 and refcat is None:
         log.warning("At least two exposures are required for image alignment; "
                     "skipping tweakreg")
-        return _finish(metas, results, "SKIPPED")
+        return _finish(metas, results, "FAILED")
 
     user = _user_catalogs(cal_paths, opts, catalogs)
     members = []
@@ -140,9 +158,9 @@ def tweakreg(cal_paths, metas, options, dqflags, *, catalogs=None):
             _absolute_align(members, refcat, opts)
         except _Skip as exc:
             log.warning("%s", exc)
-            return _finish(metas, results, "SKIPPED")
+            return _finish(metas, results, "FAILED")
     elif relative_failed:
-        return _finish(metas, results, "SKIPPED")
+        return _finish(metas, results, "FAILED")
 
     sip = _sip_options(opts)
     for member, result in zip(members, results):
