@@ -52,6 +52,7 @@ import numpy as np
 
 from webbflow.errors import WebbflowError
 from webbflow.io import read_product
+from webbflow.planning import ONLINE_REFCATS
 from webbflow.pipelines.resample import group_id
 from webbflow.steps.assign_wcs import _sip_options, _update_fits_wcsinfo, s_region
 from webbflow.steps.tweakreg_match import (FIT_MIN_POINTS, MatchConfusionError,
@@ -238,8 +239,6 @@ def read_catalog(path):
     return columns[0], columns[1], weight
 
 
-# the official names of online astrometric catalogs (stcal GSSS and S3 catalogs)
-ONLINE_REFCATS = ("GAIAREFCAT", "GAIADR3", "GAIADR2", "GAIADR1", "GAIADR3_S3")
 ABS_GROUP_ID = 987654  # the official group of every member in the absolute fit
 
 
