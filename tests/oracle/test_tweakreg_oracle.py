@@ -1,6 +1,7 @@
 """tweakreg side by side with the official TweakRegStep (jwst 3.0, default parameters) on
 the same cal files, and against the simulated truth; then the same with an absolute
-reference catalog (``abs_refcat``) written from the simulated truth.
+reference catalog (``abs_refcat``) written from the simulated truth, and the expanding
+relative alignment (ordered by overlap) it implies.
 
 Input: our stage 1 and 2 of the four dithered NIRCam exposures of the dense star field
 (``imaging_starfield_program``; the default imaging field holds about five stars per
@@ -224,6 +225,8 @@ ABS_SCENARIOS = {
     "few_matches": {"abs_minobj": 50},
     # fewer catalog rows than abs_minobj: every WCS as it came in, the step FAILED
     "few_rows": {"abs_minobj": 100000},
+    # no catalog: the relative alignment alone, expanding, in order of overlap
+    "expand_only": {"abs_refcat": "", "expand_refcat": True},
 }
 # (each member's status, the step's cal_step.tweakreg)
 ABS_STATUS = {"few_matches": ("FAILED: not enough matches", "COMPLETE"),
@@ -299,12 +302,15 @@ def test_absolute_alignment_matches_official(abs_aligned, scenario):
     for cal, meta, result in zip(cals, metas, results):
         their_meta, their_wcs = _official_product(official, cal)
         assert meta["cal_step"]["tweakreg"] == their_meta["cal_step"]["tweakreg"] == step
+        if scenario == "expand_only":
+            # the reference exposure (chosen by overlap: not the first) stays as it is
+            expected = "REFERENCE" if cal.endswith("00002_nrca1_cal.fits") else "SUCCESS"
         assert result["status"] == expected
         ours_corrected = "v2v3corr" in meta["wcs"].available_frames
         assert ours_corrected == ("v2v3corr" in their_wcs.available_frames) == \
             (expected == "SUCCESS"), cal
         assert meta["wcs"].name == their_wcs.name
-        if expected == "SUCCESS":
+        if expected == "SUCCESS" and scenario != "expand_only":
             assert their_wcs.name == "FIT-LVL3-refcat.ecsv"
         diff = np.hypot(*_offsets_mas(meta["wcs"], their_wcs, x, y).T)
         print(f"{scenario} {Path(cal).name}: {result['status']}, |ours - official| max "
@@ -330,7 +336,8 @@ def _alignment_steps(text, official):
     return ref, [(int(n), str(g)) for n, g in re.findall(pattern, text)]
 
 
-@pytest.mark.parametrize("scenario", ["default", "user_order", "relative_refused"])
+@pytest.mark.parametrize("scenario", ["default", "user_order", "relative_refused",
+                                      "expand_only"])
 def test_alignment_order_matches_official(abs_aligned, scenario):
     """The same reference group, the same groups in the same order with the same numbers
     of matches, then the absolute fit (group 987654) with the same matches. By default
@@ -340,6 +347,9 @@ def test_alignment_order_matches_official(abs_aligned, scenario):
     ours, theirs = _alignment_steps(ours_log, False), _alignment_steps(their_log, True)
     print(scenario, "ours", ours, "official", theirs)
     assert ours == theirs
+    if scenario == "expand_only":
+        assert not theirs[0][0].endswith("00001") and len(theirs[1]) == 3
+        return
     assert theirs[1][-1][1] == "987654"
     if scenario == "default":
         assert not theirs[0][0].endswith("00001") and len(theirs[1]) == 4
