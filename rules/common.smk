@@ -305,6 +305,23 @@ def image3_products(plan):
     return {name: f"{plan['product']}_{planning.IMAGE3_SUFFIXES[name]}" for name in names}
 
 
+def image3_refcat(plan):
+    """An image3 job's absolute reference catalog (tweakreg ``abs_refcat``) as an input,
+    so that a new catalog reruns the job: the path as the job resolves it (relative to
+    the program directory, else to the first member's directory). None when unset,
+    tweakreg is skipped or the name is an online catalog (the job then fails with the
+    one-line error)."""
+    tweakreg = stage_config("image3", plan["stems"][0])["steps"].get("tweakreg", {})
+    value = str(tweakreg.get("abs_refcat") or "").strip()
+    if tweakreg.get("skip") or not value or value.upper() in planning.ONLINE_REFCATS:
+        return {}
+    path = Path(value)
+    beside = Path(plan["stems"][0]).parent / path
+    if not path.is_absolute() and not path.is_file() and beside.is_file():
+        path = beside
+    return {"abs_refcat": str(path)}
+
+
 def get_image3_outputs():
     outputs = []
     for plan in IMAGE3_PLANS.values():

@@ -17,6 +17,7 @@ for _index, (_asn_path, _asn_plan) in enumerate(IMAGE3_PLANS.items()):
             unpack(lambda wildcards, stem=_asn_plan["stems"][0]: plan_refs("image3", stem)),
             asn=_asn_path,
             cal=[f"{stem}_cal.fits" for stem in _asn_plan["stems"]],
+            **image3_refcat(_asn_plan),
         output:
             **image3_products(_asn_plan),
             i2d_preview=preview(

@@ -82,6 +82,9 @@ IMAGE2_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
 RESAMPLED_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
 
 
+# tweakreg abs_refcat names of online astrometric catalogs (jwst/stcal GSSS and S3
+# catalogs): not files, they need the network
+ONLINE_REFCATS = ("GAIAREFCAT", "GAIADR3", "GAIADR2", "GAIADR1", "GAIADR3_S3")
 IMAGE3_STEPS = ("tweakreg", "skymatch", "outlier_detection", "resample", "source_catalog")
 IMAGE3_STEP_REFTYPES = {"source_catalog": ("apcorr", "abvegaoffset")}
 # calwebb_image3's products (besides each member's crf) -> file-name suffix

@@ -1,5 +1,7 @@
 """tweakreg side by side with the official TweakRegStep (jwst 3.0, default parameters) on
-the same cal files, and against the simulated truth.
+the same cal files, and against the simulated truth; then the same with an absolute
+reference catalog (``abs_refcat``) written from the simulated truth, and the expanding
+relative alignment (ordered by overlap) it implies.
 
 Input: our stage 1 and 2 of the four dithered NIRCam exposures of the dense star field
 (``imaging_starfield_program``; the default imaging field holds about five stars per
@@ -26,33 +28,36 @@ pytestmark = pytest.mark.oracle
 REPO = Path(__file__).resolve().parents[2]
 
 _OFFICIAL = r"""
-import sys
+import json, sys
 from jwst.tweakreg import TweakRegStep
-TweakRegStep.call(sys.argv[1], save_results=True, save_catalogs=True, output_dir=sys.argv[2])
+for outdir, options in json.loads(sys.argv[2]):
+    print("=== RUN", outdir, file=sys.stderr, flush=True)
+    TweakRegStep.call(sys.argv[1], save_results=True, output_dir=outdir, **options)
 """
 
 
-def _run_official_tweakreg(asn_path, cache, outdir):
+def _run_official_tweakreg(asn_path, cache, runs, cwd=None):
+    """``runs``: [(output directory, TweakRegStep options)], one process for all (each
+    run's log starts with a line '=== RUN <output directory>')."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
     env.update(CRDS_PATH=str(cache), CRDS_MODE="local", CRDS_READONLY_CACHE="1",
                CRDS_SERVER_URL="https://crds-serverless-mode.stsci.edu",
                STPIPE_DISABLE_CRDS_STEPPARS="true")
-    result = subprocess.run([sys.executable, "-c", _OFFICIAL, str(asn_path), str(outdir)],
-                            env=env, capture_output=True, text=True, timeout=1800)
+    for outdir, _ in runs:
+        Path(outdir).mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([sys.executable, "-c", _OFFICIAL, str(asn_path),
+                             json.dumps([(str(o), opts) for o, opts in runs])],
+                            env=env, capture_output=True, text=True, timeout=1800, cwd=cwd)
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stderr + result.stdout
 
 
 @pytest.fixture(scope="module")
-def aligned(tmp_path_factory):
-    """Our tweakreg (the configured defaults) and the official one on the same cal files:
-    (cal paths, our metas before, our metas after, our results, official directory,
-    the simulated exposure specs, the official log)."""
-    from webbflow.dqflags import PIXEL
-    from webbflow.pipelines.image3 import _read_cal_meta
+def starfield(tmp_path_factory):
+    """Our cal files of the dense star field and their level-3 association:
+    (root directory, cal paths, association path, the simulated exposure specs)."""
     from webbflow.sim.observatory import simulate_program
     from webbflow.sim.program import imaging_starfield_program
-    from webbflow.steps.tweakreg import tweakreg
 
     root = tmp_path_factory.mktemp("starfield")
     specs = imaging_starfield_program()
@@ -70,21 +75,37 @@ def aligned(tmp_path_factory):
                                      for c in cals]}]}
     asn_path = root / "cal" / "image3_asn.json"
     asn_path.write_text(json.dumps(asn))
-    official = root / "official"
-    official.mkdir()
-    log = _run_official_tweakreg(asn_path, root / "crds_cache", official)
+    return root, cals, asn_path, specs
 
+
+def _tweakreg_options():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    options = config["image3"]["steps"]["tweakreg"]
+    return dict(config["image3"]["steps"]["tweakreg"])
+
+
+@pytest.fixture(scope="module")
+def aligned(starfield):
+    """Our tweakreg (the configured defaults) and the official one on the same cal files:
+    (cal paths, our metas before, our metas after, our results, official directory,
+    the simulated exposure specs, the official log)."""
+    from webbflow.dqflags import PIXEL
+    from webbflow.pipelines.image3 import _read_cal_meta
+    from webbflow.steps.tweakreg import tweakreg
+
+    root, cals, asn_path, specs = starfield
+    official = root / "official"
+    log = _run_official_tweakreg(asn_path, root / "crds_cache",
+                                 [(official, {"save_catalogs": True})])
     before = [_read_cal_meta(c) for c in cals]
     after = [_read_cal_meta(c) for c in cals]
-    results = tweakreg(cals, after, options, PIXEL)
+    results = tweakreg(cals, after, _tweakreg_options(), PIXEL)
     return cals, before, after, results, official, specs, log
 
 
 def _official_product(official, cal):
     """(meta dict with cal_step and wcsinfo, gwcs) of the official output, read with
     stdatamodels (its ASDF tree points into the FITS extensions)."""
+    official = Path(official)
     from stdatamodels.jwst.datamodels import ImageModel
 
     path = official / Path(cal).name.replace("_cal.fits", "_tweakregstep.fits")
@@ -189,3 +210,191 @@ def _with_pointing(wcs, to_sky):
     pipeline = list(wcs.pipeline)
     pipeline[-2] = (pipeline[-2].frame, to_sky)
     return WCS(pipeline)
+
+
+# ------------------------------------------------------------ absolute reference catalog
+
+# each against the official TweakRegStep with the same options (and abs_refcat)
+ABS_SCENARIOS = {
+    "default": {},
+    # the relative alignment in association order (still expanding its reference)
+    "user_order": {"enforce_user_order": True},
+    # the relative alignment refused (separation <= sqrt(2) x tolerance): absolute alone
+    "relative_refused": {"separation": 0.5},
+    # fewer matches than abs_minobj: every WCS as it came in, the step COMPLETE
+    "few_matches": {"abs_minobj": 50},
+    # fewer catalog rows than abs_minobj: every WCS as it came in, the step FAILED
+    "few_rows": {"abs_minobj": 100000},
+    # no catalog: the relative alignment alone, expanding, in order of overlap
+    "expand_only": {"abs_refcat": "", "expand_refcat": True},
+}
+# (each member's status, the step's cal_step.tweakreg)
+ABS_STATUS = {"few_matches": ("FAILED: not enough matches", "COMPLETE"),
+              "few_rows": ("SKIPPED", "FAILED")}
+
+
+def _write_refcat(path):
+    """The brightest half of the simulated stars (those the images detect; a real catalog
+    also misses some of the field's stars), lower-case 'ra'/'dec' and a flux column."""
+    from astropy.table import Table
+
+    sky = Table.read(path.parents[1] / "truth" / "sky.fits", "SKY")
+    stars = sky[sky["kind"] == "star"]
+    bright = stars[stars["flux_jy"] > np.median(stars["flux_jy"])]
+    Table({"ra": np.asarray(bright["ra"]), "dec": np.asarray(bright["dec"]),
+           "flux_jy": np.asarray(bright["flux_jy"])}).write(path, overwrite=True)
+    return len(bright)
+
+
+class _Lines(list):
+    def write(self, text):
+        self.append(text)
+
+
+@pytest.fixture(scope="module")
+def abs_aligned(starfield):
+    """Ours and the official with ``abs_refcat: refcat.ecsv`` (a relative path: the
+    official runs in the cal directory, ours finds it beside the members), per scenario:
+    {name: (our metas, our results, our log lines, official directory, official log)}."""
+    import logging
+
+    from webbflow.dqflags import PIXEL
+    from webbflow.pipelines.image3 import _read_cal_meta
+    from webbflow.steps.tweakreg import tweakreg
+
+    root, cals, asn_path, specs = starfield
+    nrows = _write_refcat(Path(cals[0]).parent / "refcat.ecsv")
+    assert 15 <= nrows < 100000
+    runs = [(root / f"official_abs_{name}", {"abs_refcat": "refcat.ecsv", **options})
+            for name, options in ABS_SCENARIOS.items()]
+    log = _run_official_tweakreg(asn_path, root / "crds_cache", runs, cwd=asn_path.parent)
+    official_logs = {}
+    for (outdir, _), name in zip(runs, ABS_SCENARIOS):
+        official_logs[name] = log.split(f"=== RUN {outdir}\n", 1)[1].split("=== RUN", 1)[0]
+    out = {}
+    logger = logging.getLogger("webbflow.tweakreg")
+    for (outdir, _), (name, options) in zip(runs, ABS_SCENARIOS.items()):
+        metas = [_read_cal_meta(c) for c in cals]
+        lines = _Lines()
+        handler = logging.StreamHandler(lines)
+        logger.addHandler(handler)
+        old_level = logger.level
+        logger.setLevel(logging.INFO)
+        try:
+            results = tweakreg(cals, metas, {**_tweakreg_options(), "abs_refcat": "refcat.ecsv",
+                                             **options}, PIXEL)
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(old_level)
+        out[name] = (metas, results, "".join(lines), outdir, official_logs[name])
+    return cals, specs, out
+
+
+@pytest.mark.parametrize("scenario", list(ABS_SCENARIOS))
+def test_absolute_alignment_matches_official(abs_aligned, scenario):
+    """Every member's WCS after alignment to the catalog puts a pixel grid where the
+    official's does (< 1 micro-arcsec), with the same step status, the same corrected
+    frames and WCS name (FIT-LVL3-refcat.ecsv), S_REGION and SIP approximation."""
+    cals, _, out = abs_aligned
+    metas, results, _, official, _ = out[scenario]
+    x, y = _grid()
+    expected, step = ABS_STATUS.get(scenario, ("SUCCESS", "COMPLETE"))
+    for cal, meta, result in zip(cals, metas, results):
+        their_meta, their_wcs = _official_product(official, cal)
+        assert meta["cal_step"]["tweakreg"] == their_meta["cal_step"]["tweakreg"] == step
+        if scenario == "expand_only":
+            # the reference exposure (chosen by overlap: not the first) stays as it is
+            expected = "REFERENCE" if cal.endswith("00002_nrca1_cal.fits") else "SUCCESS"
+        assert result["status"] == expected
+        ours_corrected = "v2v3corr" in meta["wcs"].available_frames
+        assert ours_corrected == ("v2v3corr" in their_wcs.available_frames) == \
+            (expected == "SUCCESS"), cal
+        assert meta["wcs"].name == their_wcs.name
+        if expected == "SUCCESS" and scenario != "expand_only":
+            assert their_wcs.name == "FIT-LVL3-refcat.ecsv"
+        diff = np.hypot(*_offsets_mas(meta["wcs"], their_wcs, x, y).T)
+        print(f"{scenario} {Path(cal).name}: {result['status']}, |ours - official| max "
+              f"{diff.max():.2e} mas")
+        assert diff.max() < 1e-3
+        ours_poly = np.array(meta["wcsinfo"]["s_region"].split()[2:], float)
+        their_poly = np.array(their_meta["wcsinfo"]["s_region"].split()[2:], float)
+        assert np.abs(ours_poly - their_poly).max() < 1e-8
+        for key in ("crval1", "crval2", "crpix1", "crpix2", "cd1_1", "cd1_2", "cd2_1",
+                    "cd2_2", "a_order", "b_order"):
+            if key in their_meta["wcsinfo"]:
+                assert meta["wcsinfo"][key] == pytest.approx(their_meta["wcsinfo"][key],
+                                                             rel=1e-7, abs=1e-12), key
+
+
+def _alignment_steps(text, official):
+    """The reference group and the (matches, group) of every fit, from a log."""
+    import re
+
+    ref = re.findall(r"Selected image '(?:GROUP ID: )?([^']+)' as reference", text)
+    pattern = r"Found (\d+) matches for 'GROUP ID: ([^']+)'" if official else \
+        r"Found (\d+) matches for group '([^']+)'"
+    return ref, [(int(n), str(g)) for n, g in re.findall(pattern, text)]
+
+
+@pytest.mark.parametrize("scenario", ["default", "user_order", "relative_refused",
+                                      "expand_only"])
+def test_alignment_order_matches_official(abs_aligned, scenario):
+    """The same reference group, the same groups in the same order with the same numbers
+    of matches, then the absolute fit (group 987654) with the same matches. By default
+    (ordered by overlap) the reference is not the first exposure."""
+    _, _, out = abs_aligned
+    _, _, ours_log, _, their_log = out[scenario]
+    ours, theirs = _alignment_steps(ours_log, False), _alignment_steps(their_log, True)
+    print(scenario, "ours", ours, "official", theirs)
+    assert ours == theirs
+    if scenario == "expand_only":
+        assert not theirs[0][0].endswith("00001") and len(theirs[1]) == 3
+        return
+    assert theirs[1][-1][1] == "987654"
+    if scenario == "default":
+        assert not theirs[0][0].endswith("00001") and len(theirs[1]) == 4
+    elif scenario == "user_order":
+        assert theirs[0][0].endswith("00001") and len(theirs[1]) == 4
+    else:
+        assert theirs[0] == [] and len(theirs[1]) == 1
+
+
+def test_absolute_alignment_recovers_true_pointing(abs_aligned):
+    """Against the truth: the simulated stars in each exposure, taken to pixels through
+    the exposure's true WCS and back to the sky through its WCS, land 30-60 mas off
+    before (the pointing errors of all but the first exposure) and within a few mas of
+    where they are after the alignment to the catalog."""
+    from astropy.table import Table
+
+    from webbflow.pipelines.image3 import _read_cal_meta
+    from webbflow.sim.program import true_wcsinfo
+    from webbflow.wcs.imaging import v2v3_to_sky
+
+    cals, specs, out = abs_aligned
+    metas, _, _, _, _ = out["default"]
+    sky = Table.read(Path(cals[0]).parents[1] / "truth" / "sky.fits", "SKY")
+    stars = sky[sky["kind"] == "star"]
+    ra, dec = np.asarray(stars["ra"]), np.asarray(stars["dec"])
+    before, after = [], []
+    for cal, spec, new in zip(cals, specs, metas):
+        old = _read_cal_meta(cal)
+        info = true_wcsinfo(spec, old)
+        true = _with_pointing(old["wcs"], v2v3_to_sky(info["v2_ref"], info["v3_ref"],
+                                                      info["roll_ref"], info["ra_ref"],
+                                                      info["dec_ref"]))
+        x, y = true.invert(ra, dec)
+        inside = (x > 0) & (x < 511) & (y > 0) & (y < 511)
+        assert inside.sum() > 30
+        for wcs, errors in ((old["wcs"], before), (new["wcs"], after)):
+            r, d = wcs(x[inside], y[inside])
+            east = (r - ra[inside]) * np.cos(np.radians(dec[inside])) * 3.6e6
+            north = (d - dec[inside]) * 3.6e6
+            errors.append(np.hypot(east, north))
+    print("star offsets before (mas, median per exposure):",
+          np.round([np.median(e) for e in before], 2))
+    print("star offsets after (mas, median / max per exposure):",
+          [(round(float(np.median(e)), 2), round(float(e.max()), 2)) for e in after])
+    assert min(np.median(e) for e in before[1:]) > 30.0
+    # (about 0.2-0.8 mas median, below 1.2 mas everywhere when written)
+    assert max(np.median(e) for e in after) < 1.5
+    assert max(e.max() for e in after) < 2.5

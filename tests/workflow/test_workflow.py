@@ -83,6 +83,21 @@ def test_dry_run_plans_one_stage1_job_per_exposure(small_program, tmp_path):
                       "image3_2": 1, "all": 1, "total": 17}
 
 
+def test_abs_refcat_file_is_an_image3_input(small_program, tmp_path):
+    """tweakreg's absolute reference catalog, a path relative to the program directory,
+    is an input of the image3 job (a new catalog reruns it); an online catalog name is
+    not a file and is left to the job's one-line error."""
+    program = _copy(small_program, tmp_path)
+    (program / "refcat.ecsv").write_text("# %ECSV 1.0\n---\nra dec\n")
+    for value, listed in (("refcat.ecsv", True), ("GAIADR3", False)):
+        extra = tmp_path / "abs.yaml"
+        extra.write_text(f"image3:\n  steps:\n    tweakreg:\n      abs_refcat: {value}\n")
+        _, text = _planned(program, "--configfile", str(REPO / "config/config.yaml"),
+                           str(extra))
+        inputs = text.split("rule image3_1:", 1)[1].split("input:", 1)[1].split("\n", 1)[0]
+        assert ("refcat.ecsv" in inputs) == listed, inputs
+
+
 def test_associations_from_headers_unless_delivered(finished_run, tmp_path):
     names = sorted(p.name for p in (finished_run / "asn").iterdir())
     assert names == sorted([

@@ -1,4 +1,5 @@
-"""tweakreg for calwebb_image3: relative alignment of the exposures of an association.
+"""tweakreg for calwebb_image3: relative alignment of the exposures of an association,
+then optionally their alignment to an absolute reference catalog.
 
 What the official step (jwst 3.0 ``TweakRegStep`` on stcal/tweakwcs) does, and this does:
 
@@ -13,16 +14,33 @@ What the official step (jwst 3.0 ``TweakRegStep`` on stcal/tweakwcs) does, and t
    reference sources onto the tangent plane of its first member (V2/V3 about V2_REF,
    V3_REF, rotated by ROLL_REF), matched (2-D histogram offset, then xyxymatch with
    ``separation`` and ``tolerance``) and fitted (``fitgeometry``, clipped); below
-   ``minobj`` matches the group stays where it is.
+   ``minobj`` matches the group stays where it is. With ``expand_refcat`` each aligned
+   group's unmatched sources join the reference sources and, unless
+   ``enforce_user_order``, the groups go in order of sky overlap (tweakreg_overlap.py:
+   the pair overlapping most starts, then the group overlapping the reference sources'
+   hull most).
 4. The fit becomes an affine correction in each member's own tangent plane, inserted
    into its gwcs between the ``v2v3vacorr`` frame and the sky as a new ``v2v3corr`` frame
    (the official transform, with the official sub-model names, so the official tools
    read and extend it), then S_REGION and the SIP approximation are refreshed.
+5. With ``abs_refcat`` (a catalog file; stcal ``absolute_align``): the relative
+   alignment runs with ``expand_refcat`` forced on, then all members, as one group
+   (official id 987654, sources through their relatively corrected WCS), are matched
+   and fitted to the catalog in the first member's tangent plane with the ``abs_*``
+   options (no initial offset without the histogram; clipped points re-enter each round,
+   the official ``clip_accum=False``); the corrections compound, and a corrected WCS is
+   named ``FIT-LVL3-<abs_refcat>``.
 
 Fallbacks as officially: one group, fewer than two groups with sources, source confusion
 in matching, or a correction larger than 2 x (searchrad + tolerance) -> no member
-changes and the step is SKIPPED with a warning. Alignment to an absolute reference
-catalog (``abs_refcat``) is not implemented and raises.
+changes and the step is recorded FAILED (jwst 3.0's ``record_step_status(success=False)``)
+with a warning. With ``abs_refcat`` such a relative
+failure only logs the warning and the absolute alignment goes on from the WCS as they
+are (with a relative correction found too large, as officially); the absolute fallbacks
+(``abs_separation`` <= sqrt(2) x ``abs_tolerance``, fewer than ``abs_minobj`` catalog
+rows, no sources at all, source confusion) leave every WCS as it came in (the relative
+corrections too) and the step FAILED; fewer than ``abs_minobj`` matches leave every WCS
+as it came in with the step COMPLETE. Online catalog names (GAIADR3 ...) raise.
 """
 
 import copy
@@ -34,10 +52,13 @@ import numpy as np
 
 from webbflow.errors import WebbflowError
 from webbflow.io import read_product
+from webbflow.planning import ONLINE_REFCATS
 from webbflow.pipelines.resample import group_id
 from webbflow.steps.assign_wcs import _sip_options, _update_fits_wcsinfo, s_region
 from webbflow.steps.tweakreg_match import (FIT_MIN_POINTS, MatchConfusionError,
                                            estimate_shift_2dhist, fit_linear, xyxymatch)
+from webbflow.steps.tweakreg_overlap import (image_polygon, max_overlap_image,
+                                             max_overlap_pair, refcat_polygon)
 
 log = logging.getLogger("webbflow.tweakreg")
 
@@ -55,8 +76,11 @@ DEFAULTS = dict(
     localbkg_width=0, apermask_method="correct", kron_params=None, deblend=True,
     enforce_user_order=False, expand_refcat=False, minobj=15, fitgeometry="rshift", nclip=3,
     sigma=3.0, searchrad=2.0, use2dhist=True, separation=1.0, tolerance=0.7, xoffset=0.0,
-    yoffset=0.0, abs_refcat="", sip_approx=True, sip_max_pix_error=0.01, sip_degree=None,
-    sip_max_inv_pix_error=0.01, sip_inv_degree=None, sip_npoints=12,
+    yoffset=0.0, abs_refcat="", save_abs_catalog=False, abs_minobj=15,
+    abs_fitgeometry="rshift", abs_nclip=3, abs_sigma=3.0, abs_searchrad=6.0,
+    abs_use2dhist=True, abs_separation=1.0, abs_tolerance=0.7, sip_approx=True,
+    sip_max_pix_error=0.01, sip_degree=None, sip_max_inv_pix_error=0.01, sip_inv_degree=None,
+    sip_npoints=12,
 )
 
 
@@ -77,18 +101,20 @@ def tweakreg(cal_paths, metas, options, dqflags, *, catalogs=None):
     'SUCCESS', 'FAILED: ...' or 'SKIPPED') and ``fit`` (when fitted).
     """
     opts = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if k != "skip"}}
-    if str(opts.get("abs_refcat") or "").strip():
-        raise WebbflowError(cal_paths[0], "tweakreg alignment to an absolute reference "
-                                          "catalog (abs_refcat) is not implemented; set "
-                                          "image3.steps.tweakreg.abs_refcat: ''")
     if opts["save_catalogs"]:
         raise WebbflowError(cal_paths[0], "tweakreg save_catalogs is not implemented")
+    abs_refcat = str(opts.get("abs_refcat") or "").strip()
+    refcat = None
+    if abs_refcat:
+        refcat = read_refcat(resolve_refcat(abs_refcat, cal_paths))
+        # as officially: no duplicate sources in the absolute fit
+        opts["expand_refcat"] = True
     results = [{"status": "SKIPPED", "catalog": None} for _ in cal_paths]
     groups = [group_id(m) for m in metas]
-    if len(set(groups)) == 1:
+    if len(set(groups)) == 1 and refcat is None:
         log.warning("At least two exposures are required for image alignment; "
                     "skipping tweakreg")
-        return _finish(metas, results, "SKIPPED")
+        return _finish(metas, results, "FAILED")
 
     user = _user_catalogs(cal_paths, opts, catalogs)
     members = []
@@ -117,12 +143,25 @@ def tweakreg(cal_paths, metas, options, dqflags, *, catalogs=None):
     for result, member in zip(results, members):
         result["catalog"] = {"x": member.x, "y": member.y}
 
-    try:
-        _relative_align(members, opts)
-        _check_small(members, opts)
-    except _Skip as exc:
-        log.warning("%s", exc)
-        return _finish(metas, results, "SKIPPED")
+    relative_failed = True
+    if len(set(groups)) > 1:
+        try:
+            _relative_align(members, opts)
+            _check_small(members, opts)
+            relative_failed = False
+        except _Skip as exc:
+            # as officially, an absolute alignment goes on from the WCS as they are now
+            # (a relative correction found too large included)
+            log.warning("%s", exc)
+    if refcat is not None:
+        log.info("Aligning to absolute reference catalog: %s", abs_refcat)
+        try:
+            _absolute_align(members, refcat, opts)
+        except _Skip as exc:
+            log.warning("%s", exc)
+            return _finish(metas, results, "FAILED")
+    elif relative_failed:
+        return _finish(metas, results, "FAILED")
 
     sip = _sip_options(opts)
     for member, result in zip(members, results):
@@ -130,6 +169,9 @@ def tweakreg(cal_paths, metas, options, dqflags, *, catalogs=None):
         result["fit"] = member.fit
         if member.status == "SUCCESS":
             meta = member.meta
+            if refcat is not None:
+                # the official record of an absolute fit (the option as given)
+                member.wcs.name = f"FIT-LVL3-{opts['abs_refcat']}"
             meta["wcs"] = member.wcs
             meta["wcsinfo"]["s_region"] = s_region(member.wcs)
             if opts["sip_approx"]:
@@ -195,6 +237,79 @@ def read_catalog(path):
                                       f"'{axis}centroid' or '{axis}_centroid'")
     weight = np.asarray(table["weight"], np.float64) if "weight" in table.colnames else None
     return columns[0], columns[1], weight
+
+
+ABS_GROUP_ID = 987654  # the official group of every member in the absolute fit
+
+
+def resolve_refcat(abs_refcat, cal_paths):
+    """The file an ``abs_refcat`` value names: an absolute path as is; a relative one in
+    the working directory (as officially; in the workflow, the program directory) or,
+    failing that, beside the association's first member. Online catalog names raise."""
+    name = str(abs_refcat).strip()
+    if name.upper() in ONLINE_REFCATS:
+        raise WebbflowError(cal_paths[0], f"tweakreg abs_refcat {name!r} is an online "
+                                          "astrometric catalog (needs the network); set "
+                                          "image3.steps.tweakreg.abs_refcat to a catalog file")
+    path = Path(name)
+    if path.is_file() or path.is_absolute():
+        found = path
+    else:
+        found = Path(cal_paths[0]).parent / path
+    if not found.is_file():
+        raise WebbflowError(cal_paths[0], f"tweakreg abs_refcat {name!r}: no such catalog "
+                                          "file (a relative path is taken from the working "
+                                          "directory, then the members' directory)")
+    return found
+
+
+def read_refcat(path):
+    """An absolute reference catalog (any astropy Table format): {'ra', 'dec', 'weight'
+    (or None), 'nrows', 'name'} with RA/DEC columns of any case or, without them, a
+    ``sky_centroid`` (SkyCoord) column, as the official ``_parse_sky_centroid``."""
+    from astropy.table import Table  # noqa: PLC0415
+
+    try:
+        table = Table.read(path)
+    except Exception as exc:  # noqa: BLE001 (astropy raises many kinds)
+        raise WebbflowError(path, f"cannot read the tweakreg abs_refcat catalog: {exc}") \
+            from None
+    upper = [c.upper() for c in table.colnames]
+    lower = [c.lower() for c in table.colnames]
+    nra, ndec, ncen = upper.count("RA"), upper.count("DEC"), lower.count("sky_centroid")
+    if nra > 1 or ndec > 1:
+        raise WebbflowError(path, "the absolute reference catalog has several RA and/or DEC "
+                                  "columns (names are case-insensitive)")
+    if nra == 1 and ndec == 1:
+        if ncen:
+            log.warning("Absolute reference catalog contains both RA/DEC and sky_centroid "
+                        "columns. Ignoring sky_centroid.")
+        ra = table[table.colnames[upper.index("RA")]]
+        dec = table[table.colnames[upper.index("DEC")]]
+    elif ncen > 1:
+        raise WebbflowError(path, "the absolute reference catalog has several sky_centroid "
+                                  "columns (names are case-insensitive)")
+    elif ncen == 0:
+        raise WebbflowError(path, "the absolute reference catalog has neither RA/DEC nor "
+                                  "sky_centroid columns")
+    else:
+        coords = table[table.colnames[lower.index("sky_centroid")]]
+        ra, dec = coords.ra.deg, coords.dec.deg
+    ra, dec = (_filled(getattr(c, "value", c), "deg") for c in (ra, dec))
+    weight = None
+    if "weight" in table.colnames:
+        weight = _filled(table["weight"], None)
+    return {"ra": ra, "dec": dec, "weight": weight, "nrows": len(table),
+            "name": Path(path).name}
+
+
+def _filled(column, unit):
+    """A float array with masked entries as NaN (those rows are not used)."""
+    column = column.to_value(unit) if unit and hasattr(column, "to_value") and \
+        getattr(column, "unit", None) is not None else column
+    if np.ma.isMaskedArray(column) or hasattr(column, "mask"):
+        return np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
+    return np.asarray(column, np.float64)
 
 
 def find_sources(data, dq, options, dqflags):
@@ -535,10 +650,6 @@ def _relative_align(members, opts):
                     "factor of sqrt(2) to avoid source confusion.")
     if opts["fitgeometry"] not in FIT_MIN_POINTS:
         raise WebbflowError(members[0].name, f"unknown fitgeometry {opts['fitgeometry']!r}")
-    if opts["expand_refcat"] and not opts["enforce_user_order"]:
-        raise WebbflowError(members[0].name, "tweakreg expand_refcat without "
-                                             "enforce_user_order (alignment ordered by "
-                                             "overlap) is not implemented")
     by_group = {}
     for member in members:
         by_group.setdefault(member.group, []).append(member)
@@ -555,35 +666,56 @@ def _relative_align(members, opts):
         raise _Skip("Too few input images (or groups of images) with non-empty catalogs. "
                     "At least two exposures are required for image alignment. Nothing to do.")
 
-    reference = groups[0][1]
+    expand = bool(opts["expand_refcat"])
+    user_order = bool(opts["enforce_user_order"]) or not expand
+    if expand:
+        # the official polygons: each image's source hull through its WCS as it came in
+        polygons = [[image_polygon(m.x, m.y, m.wcs, _bounding_box(m.wcs))
+                     for m in catalog.members] for _, catalog in groups]
+        first, current, area, remaining = max_overlap_pair(polygons, user_order)
+    else:
+        first, current, area, remaining = 0, 1, None, list(range(2, len(groups)))
+    reference = groups[first][1]
     for member in reference.members:
         member.status = "REFERENCE"
     ref_ra, ref_dec = reference.ra.copy(), reference.dec.copy()
     ref_ok = reference.valid.copy()
     ref_weight = None if reference.weight is None else reference.weight.copy()
-    log.info("Selected image '%s' as reference image", reference.members[0].name)
-    for gid, catalog in groups[1:]:
+    log.info("Selected image 'GROUP ID: %s' as reference image", groups[first][0])
+    while current is not None:
+        gid, catalog = groups[current]
         unmatched = _align_group(gid, catalog, ref_ra[ref_ok], ref_dec[ref_ok],
-                                 None if ref_weight is None else ref_weight[ref_ok], opts)
-        if opts["expand_refcat"]:
+                                 None if ref_weight is None else ref_weight[ref_ok], opts,
+                                 "Skipping relative alignment.")
+        if expand and (catalog.members[-1].status == "SUCCESS" or not area):
             catalog.radec()
             add = unmatched & catalog.valid
-            ref_ra = np.concatenate([ref_ra, catalog.ra[add]])
-            ref_dec = np.concatenate([ref_dec, catalog.dec[add]])
-            ref_ok = np.concatenate([ref_ok, np.ones(np.count_nonzero(add), bool)])
+            nadd = np.count_nonzero(add)
             if ref_weight is not None or catalog.weight is not None:
                 ref_weight = np.concatenate([
-                    np.ones(ref_ok.size - np.count_nonzero(add)) if ref_weight is None
-                    else ref_weight,
-                    np.ones(np.count_nonzero(add)) if catalog.weight is None
-                    else catalog.weight[add]])
-            log.info("Added %d unmatched sources from '%s' to the reference catalog",
-                     np.count_nonzero(add), gid)
+                    np.ones(ref_ok.size) if ref_weight is None else ref_weight,
+                    np.ones(nadd) if catalog.weight is None else catalog.weight[add]])
+            ref_ra = np.concatenate([ref_ra, catalog.ra[add]])
+            ref_dec = np.concatenate([ref_dec, catalog.dec[add]])
+            ref_ok = np.concatenate([ref_ok, np.ones(nadd, bool)])
+            log.info("Added %d unmatched sources from 'GROUP ID: %s' to the reference "
+                     "catalog", nadd, gid)
+        elif expand:
+            log.warning("Failed to align catalog 'GROUP ID: %s' to the reference catalog. "
+                        "Therefore, it will not be added to the expanded reference catalog. "
+                        "Reported error: '%s'", gid, catalog.members[-1].status)
+        if expand and not user_order and remaining:
+            hull = refcat_polygon(ref_ra[ref_ok], ref_dec[ref_ok])
+        else:
+            hull = None
+        current, area = max_overlap_image(hull, polygons if expand else None, remaining,
+                                          user_order)
 
 
-def _align_group(gid, catalog, ref_ra, ref_dec, ref_weight, opts):
+def _align_group(gid, catalog, ref_ra, ref_dec, ref_weight, opts, confusion):
     """Match and fit one group to the reference sources; corrects its members' WCS on
-    success. Returns the mask of the group's sources left unmatched."""
+    success. Returns the mask of the group's sources left unmatched. Source confusion in
+    matching raises _Skip with ``confusion`` appended to the message."""
     first = catalog.members[0]
     plane = first.plane()
     for member in catalog.members:
@@ -609,7 +741,7 @@ def _align_group(gid, catalog, ref_ra, ref_dec, ref_weight, opts):
             r, i = xyxymatch(img_tp[img_sel], ref_tp[ref_sel], offset, opts["tolerance"],
                              opts["separation"])
         except MatchConfusionError as exc:
-            raise _Skip(f"{exc}. Skipping relative alignment.") from None
+            raise _Skip(f"{exc}. {confusion}") from None
         ref_idx, img_idx = ref_sel[r], img_sel[i]
         nmatch = ref_idx.size
     unmatched[img_idx] = False
@@ -635,6 +767,46 @@ def _align_group(gid, catalog, ref_ra, ref_dec, ref_weight, opts):
         member.status = "SUCCESS"
         member.fit = fit
     return unmatched
+
+
+def _absolute_align(members, refcat, opts):
+    """All members, as one group, matched and fitted to the absolute reference catalog in
+    the first member's tangent plane (stcal ``absolute_align``)."""
+    if opts["abs_separation"] <= np.sqrt(2) * opts["abs_tolerance"]:
+        raise _Skip("Parameter 'abs_separation' must be larger than 'abs_tolerance' by at "
+                    "least a factor of sqrt(2) to avoid source confusion.")
+    if refcat["nrows"] < opts["abs_minobj"]:
+        raise _Skip(f"Not enough sources ({refcat['nrows']}) in the reference catalog for "
+                    "the single-group alignment step to perform a fit. Skipping alignment "
+                    "to the input reference catalog!")
+    if opts["abs_fitgeometry"] not in FIT_MIN_POINTS:
+        raise WebbflowError(members[0].name,
+                            f"unknown abs_fitgeometry {opts['abs_fitgeometry']!r}")
+    for member in members:
+        member.status, member.fit = "FAILED: Unknown error", None
+    catalog = _GroupCatalog(members)
+    if not catalog.x.size:
+        log.warning("Group with ID '%s' will not be aligned: empty source catalog",
+                    ABS_GROUP_ID)
+        for member in members:
+            member.status = "FAILED: empty source catalog"
+        raise _Skip("Too few input images (or groups of images) with non-empty catalogs. "
+                    "At least one exposure is required to align images to an absolute "
+                    "reference catalog. Alignment to an absolute reference catalog will "
+                    "not be performed.")
+    ok = np.isfinite(refcat["ra"]) & np.isfinite(refcat["dec"])
+    weight = refcat["weight"]
+    if weight is not None:
+        ok &= np.isfinite(weight)
+        weight = weight[ok]
+    abs_opts = dict(searchrad=opts["abs_searchrad"], separation=opts["abs_separation"],
+                    use2dhist=opts["abs_use2dhist"], tolerance=opts["abs_tolerance"],
+                    xoffset=0.0, yoffset=0.0, minobj=opts["abs_minobj"],
+                    fitgeometry=opts["abs_fitgeometry"], nclip=opts["abs_nclip"],
+                    sigma=opts["abs_sigma"])
+    _align_group(ABS_GROUP_ID, catalog, refcat["ra"][ok], refcat["dec"][ok], weight,
+                 abs_opts, "Alignment to an absolute reference catalog will not be "
+                           "performed.")
 
 
 def _combined_weights(img_w, ref_w):
