@@ -307,19 +307,19 @@ def image3_products(plan):
 
 def image3_refcat(plan):
     """An image3 job's absolute reference catalog (tweakreg ``abs_refcat``) as an input,
-    so that a new catalog reruns the job: the path as the job resolves it (relative to
-    the program directory, else to the first member's directory). None when unset,
-    tweakreg is skipped or the name is an online catalog (the job then fails with the
-    one-line error)."""
+    so that a new catalog reruns the job: the file the job itself will read. None when
+    unset or tweakreg is skipped, and when the value names no file here (an online
+    catalog, a missing file): the job then fails with its one-line error."""
     tweakreg = stage_config("image3", plan["stems"][0])["steps"].get("tweakreg", {})
     value = str(tweakreg.get("abs_refcat") or "").strip()
-    if tweakreg.get("skip") or not value or value.upper() in planning.ONLINE_REFCATS:
+    if tweakreg.get("skip") or not value:
         return {}
-    path = Path(value)
-    beside = Path(plan["stems"][0]).parent / path
-    if not path.is_absolute() and not path.is_file() and beside.is_file():
-        path = beside
-    return {"abs_refcat": str(path)}
+    from webbflow.steps.tweakreg import resolve_refcat  # only for the jobs that align
+
+    try:
+        return {"abs_refcat": str(resolve_refcat(value, [f"{plan['stems'][0]}_cal.fits"]))}
+    except WebbflowError:
+        return {}
 
 
 def get_image3_outputs():
