@@ -219,4 +219,4 @@ def test_synthetic_nis_fgs_references(nis_fgs_program, monkeypatch):
         assert [(f.strip(), p.strip()) for f, p in zip(table["filter"], table["pupil"])] == \
             [("CLEAR", "F150W")]
     with datamodels.open(next((refs / "niriss").glob("*_filteroffset_*.asdf"))) as model:
-        assert [(row["filter"], row["pupil"]) for row in model.filters] == [("CLEAR", "F150W")]
+        assert [(row.filter, row.pupil) for row in model.filters] == [("CLEAR", "F150W")]

@@ -196,10 +196,11 @@ def write_imaging_references(refs, det, specs, rng):
     distortion = optics.synthetic_distortion(rng, detname, shape)
     area, pixar_a2 = optics.pixel_area_map(distortion, shape)
     flat = (optics.quantum_efficiency(rng, shape) * area).astype(np.float32)
-    # (FILTER, PUPIL) pairs; FGS: the one (None, None) of an instrument without wheels
+    # (FILTER, PUPIL) pairs; FGS: the one (None, None) of an instrument without wheels,
+    # and without filter offsets
     filters = sorted({optical_elements(s) for s in specs}, key=str)
     offsets = {f: (round(float(rng.normal(0, 0.3)), 3), round(float(rng.normal(0, 0.3)), 3))
-               for f in filters}
+               for f in filters if inst != "FGS"}
     opt = ImagingOptics(distortion, area, flat, pixar_a2, offsets)
     match = {"META.INSTRUMENT.DETECTOR": detname}
     pixar = {"pixelarea_steradians": opt.pixar_sr, "pixelarea_arcsecsq": pixar_a2}
@@ -437,8 +438,7 @@ def _sky_rate(spec, meta, det, opt, sky):
     window = _Window(spec.xstart, spec.ystart, xsize, ysize)
     wcs = imaging_wcs(true_wcsinfo(spec, meta), opt.distortion, shape=(ysize, xsize),
                       substrt=(spec.xstart, spec.ystart),
-                      offset=None if spec.instrument == "FGS" else
-                      opt.offsets.get(optical_elements(spec)))
+                      offset=opt.offsets.get(optical_elements(spec)))
     ap = optics.aperture(det.detector)
     fwhm = 2.0 if det.is_miri else 1.6
     rate, _ = sim_sky.render(sky, wcs, (ysize, xsize),
