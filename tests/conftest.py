@@ -56,3 +56,44 @@ def image2_products(imaging_rates, tmp_path_factory):
     run_official([(str(rate), {}) for rate in rates], program / "crds_cache", official,
                  pipeline="Image2Pipeline")
     return ours, official
+
+
+@pytest.fixture(scope="session")
+def nis_fgs_program(tmp_path_factory):
+    """The NIRISS and FGS imaging program (four NIRISS 512x512 exposures, a full-frame
+    FGS pair) and its CRDS cache (read-only for tests)."""
+    from webbflow.sim.observatory import simulate_program
+    from webbflow.sim.program import imaging_nis_fgs_program
+
+    root = tmp_path_factory.mktemp("imaging_nis_fgs")
+    simulate_program(root, imaging_nis_fgs_program(), seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def nis_fgs_rates(nis_fgs_program):
+    """``nis_fgs_program`` and our stage-1 rate files of it."""
+    from tests.oracle.ours import run_detector1_cli
+
+    root = nis_fgs_program
+    rates = root / "rate"
+    for uncal in sorted(root.glob("*_uncal.fits")):
+        run_detector1_cli(uncal, rates, root / "crds_cache")
+    return root, sorted(rates.glob("*_rate.fits"))
+
+
+@pytest.fixture(scope="session")
+def nis_fgs_image2_products(nis_fgs_rates, tmp_path_factory):
+    """calwebb_image2 of the NIRISS and FGS rate files, ours and the official pipeline's:
+    (our directory, the official directory)."""
+    from tests.oracle.official import run_official
+    from tests.oracle.ours import run_image2_cli
+
+    program, rates = nis_fgs_rates
+    ours = tmp_path_factory.mktemp("ours_image2_nis_fgs")
+    official = tmp_path_factory.mktemp("official_image2_nis_fgs")
+    for rate in rates:
+        run_image2_cli(rate, ours, program / "crds_cache")
+    run_official([(str(rate), {}) for rate in rates], program / "crds_cache", official,
+                 pipeline="Image2Pipeline")
+    return ours, official

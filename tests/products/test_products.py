@@ -146,36 +146,77 @@ def test_real_products_read(path):
     assert product["data"].dtype.isnative
 
 
-@pytest.mark.oracle
-def test_synthetic_references_open_as_their_models(synthetic_program, monkeypatch):
-    """Every reference file the synthetic observatory writes is a valid official model."""
-    monkeypatch.setenv("STRICT_VALIDATION", "true")
+EXPECTED_MODELS = {
+    "mask": "MaskModel", "saturation": "SaturationModel", "superbias": "SuperBiasModel",
+    "linearity": "LinearityModel", "gain": "GainModel", "readnoise": "ReadnoiseModel",
+    "ipc": "IPCModel", "rscd": "RSCDModel", "reset": "ResetModel", "flat": "FlatModel",
+    "area": "PixelAreaModel", "distortion": "DistortionModel",
+    "filteroffset": "FilteroffsetModel", "abvegaoffset": "ABVegaOffsetModel"}
+PER_INSTRUMENT_MODELS = {
+    "photom": {"nircam": "NrcImgPhotomModel", "niriss": "NisImgPhotomModel",
+               "miri": "MirImgPhotomModel", "fgs": "FgsImgPhotomModel"},
+    "apcorr": {"nircam": "NrcImgApcorrModel", "niriss": "NisImgApcorrModel",
+               "miri": "MirImgApcorrModel", "fgs": "FgsImgApcorrModel"},
+}
+
+
+def _open_references(program):
+    """Open every reference of a synthetic cache as the official model its type implies,
+    validated; returns {instrument: set of reftypes}."""
     from stdatamodels.jwst import datamodels
 
-    expected = {"mask": "MaskModel", "saturation": "SaturationModel",
-                "superbias": "SuperBiasModel", "linearity": "LinearityModel",
-                "gain": "GainModel", "readnoise": "ReadnoiseModel", "ipc": "IPCModel",
-                "rscd": "RSCDModel", "reset": "ResetModel", "flat": "FlatModel",
-                "area": "PixelAreaModel", "distortion": "DistortionModel",
-                "filteroffset": "FilteroffsetModel", "abvegaoffset": "ABVegaOffsetModel"}
-    per_instrument = {
-        "photom": {"nircam": "NrcImgPhotomModel", "niriss": "NisImgPhotomModel",
-                   "miri": "MirImgPhotomModel"},
-        "apcorr": {"nircam": "NrcImgApcorrModel", "niriss": "NisImgApcorrModel",
-                   "miri": "MirImgApcorrModel"},
-    }
-    seen = set()
-    references = synthetic_program / "crds_cache/references/jwst"
+    seen = {}
+    references = program / "crds_cache/references/jwst"
     for path in sorted([*references.rglob("*.fits"), *references.rglob("*.asdf")]):
         reftype = path.name.split("_")[2]
         instrument = path.name.split("_")[1]
-        model_type = expected.get(reftype) or (
-            per_instrument[reftype][instrument] if reftype in per_instrument else
-            "DarkMIRIModel" if instrument == "miri" else "DarkModel")
+        model_type = EXPECTED_MODELS.get(reftype) or (
+            PER_INSTRUMENT_MODELS[reftype][instrument] if reftype in PER_INSTRUMENT_MODELS
+            else "DarkMIRIModel" if instrument == "miri" else "DarkModel")
         with datamodels.open(path) as model:
             assert type(model).__name__ == model_type, path.name
             model.validate()
             assert model.meta.reftype.lower() == reftype
             assert model.meta.instrument.name == instrument.upper()
-        seen.add(reftype)
-    assert seen == set(expected) | {"dark", *per_instrument}
+        seen.setdefault(instrument, set()).add(reftype)
+    return seen
+
+
+@pytest.mark.oracle
+def test_synthetic_references_open_as_their_models(synthetic_program, monkeypatch):
+    """Every reference file the synthetic observatory writes is a valid official model."""
+    monkeypatch.setenv("STRICT_VALIDATION", "true")
+    seen = set().union(*_open_references(synthetic_program).values())
+    assert seen == set(EXPECTED_MODELS) | {"dark", *PER_INSTRUMENT_MODELS}
+
+
+@pytest.mark.oracle
+def test_synthetic_nis_fgs_references(nis_fgs_program, monkeypatch):
+    """The NIRISS and FGS imaging references: valid official models under strict
+    validation, each with its instrument's table layout (FGS: a PHOTOM row and an
+    APCORR table without selector columns, ABVEGAOFFSET by detector, no FILTEROFFSET:
+    the official FGS assign_wcs takes none)."""
+    monkeypatch.setenv("STRICT_VALIDATION", "true")
+    from stdatamodels.jwst import datamodels
+
+    seen = _open_references(nis_fgs_program)
+    imaging = {"distortion", "flat", "photom", "area", "apcorr", "abvegaoffset"}
+    stage1 = {"mask", "saturation", "superbias", "linearity", "gain", "readnoise", "ipc",
+              "dark"}
+    assert seen["niriss"] == stage1 | imaging | {"filteroffset"}
+    assert seen["fgs"] == stage1 | imaging
+    refs = nis_fgs_program / "crds_cache/references/jwst"
+    with datamodels.open(next((refs / "fgs").glob("*_photom_*.fits"))) as model:
+        assert model.phot_table.dtype.names == ("photmjsr", "uncertainty")
+        assert len(model.phot_table) == 1
+    with datamodels.open(next((refs / "fgs").glob("*_apcorr_*.fits"))) as model:
+        assert model.apcorr_table.dtype.names == ("eefraction", "radius", "apcorr", "skyin",
+                                                  "skyout")
+    with datamodels.open(next((refs / "fgs").glob("*_abvegaoffset_*.asdf"))) as model:
+        assert list(model.abvega_offset["detector"]) == ["GUIDER2"]
+    with datamodels.open(next((refs / "niriss").glob("*_photom_*.fits"))) as model:
+        table = model.phot_table
+        assert [(f.strip(), p.strip()) for f, p in zip(table["filter"], table["pupil"])] == \
+            [("CLEAR", "F150W")]
+    with datamodels.open(next((refs / "niriss").glob("*_filteroffset_*.asdf"))) as model:
+        assert [(row.filter, row.pupil) for row in model.filters] == [("CLEAR", "F150W")]

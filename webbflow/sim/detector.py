@@ -90,8 +90,10 @@ NIR_INSTRUMENTS = ("NIRCAM", "NIRISS", "NIRSPEC", "FGS")
 # FASTAXIS/SLOWAXIS values confirmed in jwst 3.0.0 test helpers:
 # NRCA5 (-1, 2) assign_wcs/tests/helpers.py; NIS (-2, -1) lib/tests/helpers.py and
 # saturation/tests/helpers.py; NRCB1 (1, -2) lib/tests/helpers.py. Other detectors fall back
-# to (1, 2) (MIRI's value) unless given to make_detector().
-_AXES = {"NRCA5": (-1, 2), "NRCALONG": (-1, 2), "NIS": (-2, -1), "NRCB1": (1, -2)}
+# to (1, 2) (MIRI's value) unless given to make_detector(). GUIDER1 (-2, -1) and GUIDER2
+# (2, -1): jwst 3.0.0 refpix/tests/test_refpix.py.
+_AXES = {"NRCA5": (-1, 2), "NRCALONG": (-1, 2), "NIS": (-2, -1), "NRCB1": (1, -2),
+         "GUIDER1": (-2, -1), "GUIDER2": (2, -1)}
 
 CR_DTYPE = np.dtype([
     ("int", "i4"),        # integration index (0-based)

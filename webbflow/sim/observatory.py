@@ -26,7 +26,7 @@ from webbflow.io.truth import write_truth
 from webbflow.sim import detector as sim_detector
 from webbflow.sim import optics, sky as sim_sky
 from webbflow.sim.program import (IMAGING_EXP_TYPES, NIRCAM_DETECTORS, exposure_meta, int_times,
-                                  true_wcsinfo)
+                                  optical_elements, passband, true_wcsinfo)
 from webbflow.sim.scene import make_scene
 
 log = logging.getLogger("webbflow.sim")
@@ -174,7 +174,7 @@ class ImagingOptics:
     area: np.ndarray            # relative pixel areas, full frame
     flat: np.ndarray            # QE * area, full frame (NaN: no response)
     pixar_a2: float
-    offsets: dict               # filter -> (column, row) offset in pixels
+    offsets: dict               # (filter, pupil) -> (column, row) offset in pixels
 
     @property
     def pixar_sr(self):
@@ -196,11 +196,11 @@ def write_imaging_references(refs, det, specs, rng):
     distortion = optics.synthetic_distortion(rng, detname, shape)
     area, pixar_a2 = optics.pixel_area_map(distortion, shape)
     flat = (optics.quantum_efficiency(rng, shape) * area).astype(np.float32)
-    filters = sorted({(s.filter, s.pupil or ("CLEAR" if inst == "NIRCAM" else
-                                             "CLEARP" if inst == "NIRISS" else None))
-                      for s in specs})
+    # (FILTER, PUPIL) pairs; FGS: the one (None, None) of an instrument without wheels,
+    # and without filter offsets
+    filters = sorted({optical_elements(s) for s in specs}, key=str)
     offsets = {f: (round(float(rng.normal(0, 0.3)), 3), round(float(rng.normal(0, 0.3)), 3))
-               for f, _ in filters}
+               for f in filters if inst != "FGS"}
     opt = ImagingOptics(distortion, area, flat, pixar_a2, offsets)
     match = {"META.INSTRUMENT.DETECTOR": detname}
     pixar = {"pixelarea_steradians": opt.pixar_sr, "pixelarea_arcsecsq": pixar_a2}
@@ -218,22 +218,27 @@ def write_imaging_references(refs, det, specs, rng):
     model.meta.description = f"synthetic distortion for {detname}"
     refs.write_asdf(inst, "distortion", model, match=match)
 
-    model = datamodels.FilteroffsetModel()
-    model.filters = [{"filter": f, **({"pupil": p} if p else {}),
-                      "column_offset": offsets[f][0], "row_offset": offsets[f][1]}
-                     for f, p in filters]
-    model.meta.instrument.name = inst
-    model.meta.instrument.detector = detname
-    if inst == "NIRCAM":
-        model.meta.instrument.channel, model.meta.instrument.module = NIRCAM_DETECTORS[detname]
-    model.meta.description = f"synthetic filter offsets for {detname}"
-    refs.write_asdf(inst, "filteroffset", model, match=match)
+    if inst != "FGS":  # FGS's assign_wcs takes no FILTEROFFSET (jwst assign_wcs/fgs.py)
+        model = datamodels.FilteroffsetModel()
+        model.filters = [{"filter": f, **({"pupil": p} if p else {}),
+                          "column_offset": offsets[f, p][0], "row_offset": offsets[f, p][1]}
+                         for f, p in filters]
+        model.meta.instrument.name = inst
+        model.meta.instrument.detector = detname
+        if inst == "NIRCAM":
+            model.meta.instrument.channel, model.meta.instrument.module = \
+                NIRCAM_DETECTORS[detname]
+        model.meta.description = f"synthetic filter offsets for {detname}"
+        refs.write_asdf(inst, "filteroffset", model, match=match)
 
     meta = _ref_meta(det, _Window(1, 1, shape[1], shape[0]), True)
     for filter_name, pupil in filters:
         flat_meta = copy.deepcopy(meta)
-        flat_meta["instrument"].update(filter=filter_name, **({"pupil": pupil} if pupil else {}))
-        fmatch = {**match, "META.INSTRUMENT.FILTER": filter_name}
+        flat_meta["instrument"].update(**({"filter": filter_name} if filter_name else {}),
+                                       **({"pupil": pupil} if pupil else {}))
+        fmatch = dict(match)
+        if filter_name:  # FGS flats are chosen by detector (and EXP_TYPE) alone
+            fmatch["META.INSTRUMENT.FILTER"] = filter_name
         if pupil:
             fmatch["META.INSTRUMENT.PUPIL"] = pupil
         refs.write(inst, "flat", "FlatModel", flat_meta,
@@ -243,12 +248,20 @@ def write_imaging_references(refs, det, specs, rng):
         area_meta["photometry"] = pixar
         refs.write(inst, "area", "PixelAreaModel", area_meta, {"data": area}, match=fmatch)
 
-    key = "subarray" if inst == "MIRI" else "pupil"
-    width = 17 if inst == "MIRI" else 12
-    table = np.array([(f, "GENERIC" if inst == "MIRI" else p, optics.photmjsr(inst, f),
-                       0.01 * optics.photmjsr(inst, f)) for f, p in filters],
-                     dtype=[("filter", "S12"), (key, f"S{width}"), ("photmjsr", ">f4"),
-                            ("uncertainty", ">f4")])
+    # PHOTOM rows: FILTER and PUPIL (NIRCam, NIRISS), FILTER and SUBARRAY (MIRI), one
+    # row without selectors (FGS: the official step reads its first row)
+    if inst == "FGS":
+        value = optics.photmjsr(inst, passband(None, None))
+        table = np.array([(value, 0.01 * value)],
+                         dtype=[("photmjsr", ">f4"), ("uncertainty", ">f4")])
+    else:
+        key = "subarray" if inst == "MIRI" else "pupil"
+        width = 17 if inst == "MIRI" else 12
+        table = np.array([(f, "GENERIC" if inst == "MIRI" else p,
+                           optics.photmjsr(inst, passband(f, p)),
+                           0.01 * optics.photmjsr(inst, passband(f, p))) for f, p in filters],
+                         dtype=[("filter", "S12"), (key, f"S{width}"), ("photmjsr", ">f4"),
+                                ("uncertainty", ">f4")])
     photom_meta = copy.deepcopy(meta)
     photom_meta["photometry"] = pixar
     refs.write(inst, "photom", _PHOTOM_MODELS[inst], photom_meta, {},
@@ -339,7 +352,7 @@ def write_imaging_references(refs, det, specs, rng):
     vega_offset = [0.26, 0.50, 0.76, 1.17, 1.69, 2.29, 2.78, 3.23, 3.73, 4.32, 4.87, 5.36,
                    5.70, 6.10, 6.46, 6.92]
 
-    def abvega(filter_name):
+    def abvega(filter_name):  # FGS: its broad 0.6-5 um band, taken at 2.0 um
         digits = "".join(c for c in filter_name if c.isdigit())
         wave = int(digits) / 100.0 if digits else 2.0
         return float(np.interp(np.log(wave), np.log(vega_um), vega_offset))
@@ -347,12 +360,13 @@ def write_imaging_references(refs, det, specs, rng):
     model = datamodels.ABVegaOffsetModel()
     if inst == "FGS":
         model.abvega_offset = Table({"detector": [detname], "abvega_offset":
-                                     np.array([abvega("F200W")], np.float32)})
+                                     np.array([abvega(passband(None, None))], np.float32)})
     else:
         columns = {"filter": [f for f, _ in filters]}
         if inst != "MIRI":
             columns["pupil"] = [p for _, p in filters]
-        columns["abvega_offset"] = np.array([abvega(f) for f, _ in filters], np.float32)
+        columns["abvega_offset"] = np.array([abvega(passband(f, p)) for f, p in filters],
+                                            np.float32)
         model.abvega_offset = Table(columns)
     model.meta.instrument.name = inst
     model.meta.instrument.detector = detname
@@ -423,11 +437,13 @@ def _sky_rate(spec, meta, det, opt, sky):
     xsize, ysize = spec.size
     window = _Window(spec.xstart, spec.ystart, xsize, ysize)
     wcs = imaging_wcs(true_wcsinfo(spec, meta), opt.distortion, shape=(ysize, xsize),
-                      substrt=(spec.xstart, spec.ystart), offset=opt.offsets.get(spec.filter))
+                      substrt=(spec.xstart, spec.ystart),
+                      offset=opt.offsets.get(optical_elements(spec)))
     ap = optics.aperture(det.detector)
     fwhm = 2.0 if det.is_miri else 1.6
     rate, _ = sim_sky.render(sky, wcs, (ysize, xsize),
-                             photmjsr=optics.photmjsr(det.instrument, spec.filter),
+                             photmjsr=optics.photmjsr(det.instrument,
+                                                      passband(*optical_elements(spec))),
                              pixar_sr=opt.pixar_sr, area=window.cut(opt.area),
                              background_mjysr=0.3 if det.is_miri else 0.1,
                              psf_fwhm_pix=fwhm, pixel_scale_arcsec=ap.scale)

@@ -50,6 +50,20 @@ def aperture(detector):
         raise ValueError(f"no synthetic aperture for detector {detector}") from None
 
 
+def subarray_reference(detector, full_shape, xstart, ystart, xsize, ysize):
+    """(V2, V3) arcsec of a subarray's centre through the aperture's linear model (scale,
+    V3IdlYAngle, parity about the full-frame centre): the reference point of a subarray
+    aperture, where the telescope puts the target when the exposure uses that aperture
+    (the higher-order distortion terms, a pixel or so, are left out)."""
+    ap = aperture(detector)
+    nrows, ncols = full_shape
+    x = ap.scale * (xstart + (xsize - 1) / 2.0 - (ncols + 1) / 2.0)
+    y = ap.scale * (ystart + (ysize - 1) / 2.0 - (nrows + 1) / 2.0)
+    angle = np.radians(ap.v3_idl_yang)
+    return (ap.v2_ref + ap.parity * x * np.cos(angle) + y * np.sin(angle),
+            ap.v3_ref - ap.parity * x * np.sin(angle) + y * np.cos(angle))
+
+
 def _distortion_terms(rng, scale, ncols, nrows):
     """Small higher-order terms: about a pixel of distortion at the frame corners."""
     half = max(ncols, nrows) / 2.0

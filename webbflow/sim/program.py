@@ -50,7 +50,7 @@ class ExposureSpec:
     instrument: str
     detector: str
     exp_type: str
-    filter: str
+    filter: str | None      # None: FGS (no filter wheel)
     readpatt: str
     ngroups: int
     nints: int
@@ -80,6 +80,9 @@ class ExposureSpec:
     # a dedicated background pointing (BKGDTARG = T): level-2 associations give it to the
     # science exposures of the same configuration as a background member
     background_target: bool = False
+    # point with the subarray's own aperture (V2_REF/V3_REF at the subarray centre, as
+    # the SIAF subarray apertures do) rather than the full-frame detector's
+    subarray_aperture: bool = False
     seed: int = 1
     scene: dict = field(default_factory=dict, hash=False, compare=False)
 
@@ -130,6 +133,24 @@ class ExposureSpec:
         return [(k + 1, int(edges[k]) + 1, int(edges[k + 1])) for k in range(self.segments)]
 
 
+DEFAULT_PUPIL = {"NIRCAM": "CLEAR", "NIRISS": "CLEARP"}
+
+
+def optical_elements(spec):
+    """(FILTER, PUPIL) of an exposure as its header gives them; None where the instrument
+    has no such wheel (MIRI: no pupil; FGS: neither)."""
+    return spec.filter, spec.pupil or DEFAULT_PUPIL.get(spec.instrument)
+
+
+def passband(filter_name, pupil):
+    """The element that defines the bandpass: the filter, or the pupil-wheel filter
+    behind a CLEAR filter wheel (NIRISS F090W..F200W sit in the pupil wheel), "CLEAR"
+    for FGS (no filter at all)."""
+    if filter_name not in (None, "CLEAR"):
+        return filter_name
+    return pupil if pupil not in (None, "CLEAR", "CLEARP") else "CLEAR"
+
+
 def exposure_meta(spec, fastaxis, slowaxis):
     """The level-1b ``meta`` tree of one exposure, as MAST delivers it."""
     nframes, groupgap = spec.nframes_groupgap
@@ -144,12 +165,14 @@ def exposure_meta(spec, fastaxis, slowaxis):
     end = start + duration * u.s
     mid = start + duration / 2 * u.s
 
-    instrument = {"name": spec.instrument, "detector": spec.detector, "filter": spec.filter}
+    instrument = {"name": spec.instrument, "detector": spec.detector}
+    if spec.filter is not None:  # FGS has no filter wheel: its headers carry no FILTER
+        instrument["filter"] = spec.filter
     if spec.instrument == "NIRCAM":
         channel, module = NIRCAM_DETECTORS[spec.detector]
-        instrument.update(channel=channel, module=module, pupil=spec.pupil or "CLEAR")
-    elif spec.instrument in ("NIRISS", "FGS") and spec.instrument == "NIRISS":
-        instrument["pupil"] = spec.pupil or "CLEARP"
+        instrument.update(channel=channel, module=module)
+    if optical_elements(spec)[1] is not None:
+        instrument["pupil"] = optical_elements(spec)[1]
     exposure = {
         "type": spec.exp_type, "readpatt": spec.readpatt, "nints": spec.nints,
         "ngroups": spec.ngroups, "nframes": nframes, "groupgap": groupgap,
@@ -184,7 +207,11 @@ def exposure_meta(spec, fastaxis, slowaxis):
                "roll_ref": 90.0, "v3yangle": 0.0, "vparity": -1, "wcsaxes": 2}
     if spec.detector in optics.APERTURES:
         ap = optics.aperture(spec.detector)
-        wcsinfo.update(v2_ref=ap.v2_ref, v3_ref=ap.v3_ref, v3yangle=ap.v3_idl_yang,
+        v2_ref, v3_ref = ap.v2_ref, ap.v3_ref
+        if spec.subarray_aperture:
+            v2_ref, v3_ref = (round(float(v), 6) for v in optics.subarray_reference(
+                spec.detector, spec.full_shape, spec.xstart, spec.ystart, xsize, ysize))
+        wcsinfo.update(v2_ref=v2_ref, v3_ref=v3_ref, v3yangle=ap.v3_idl_yang,
                        vparity=ap.parity)
     return {
         "telescope": "JWST",
@@ -353,6 +380,39 @@ def imaging_background_program():
     return science + backgrounds
 
 
+# the field of imaging_nis_fgs_program: 0.05 sources per arcsec^2 in a disc of 60"
+# (inside the FGS full frame, 141" on a side), ~55 on the 512x512 NIRISS subarray
+# (33.6" on a side): enough for tweakreg's 15 matches there; all well above the
+# detection threshold, none saturating in either
+NIS_FGS_FIELD = {"n_stars": 530, "n_galaxies": 40, "flux_range_jy": (2e-6, 5e-5),
+                 "radius_arcsec": 60.0}
+
+
+def imaging_nis_fgs_program():
+    """Dithered NIRISS and FGS imaging of one sky field, for stages 2 and 3: four NIRISS
+    exposures (FILTER CLEAR, PUPIL F150W: NIRISS's short-wavelength filters sit in the
+    pupil wheel behind a clear filter wheel; a 512x512 subarray in the corner where the
+    NIRISS imaging subarrays SUB64..SUB256 sit, so that it has reference pixels, pointed
+    with its own aperture)
+    and a pair of full-frame FGS exposures on GUIDER2 (FGS_IMAGE has no filter or pupil
+    wheel; FGSRAPID, one frame a group), with the small pointing errors of
+    ``imaging_program``."""
+    niriss = dict(instrument="NIRISS", detector="NIS", exp_type="NIS_IMAGE", filter="CLEAR",
+                  pupil="F150W", readpatt="NISRAPID", ngroups=6, nints=1,
+                  subarray="GENERIC", xstart=1537, ystart=1537, xsize=512, ysize=512,
+                  observation=8, subarray_aperture=True, scene={"sky": NIS_FGS_FIELD})
+    specs = [ExposureSpec(**niriss, exposure=k + 1, dither_arcsec=DITHER_4[k],
+                          pointing_error_arcsec=POINTING_ERRORS_4[k],
+                          roll_error_deg=0.002 * k, seed=801 + k) for k in range(4)]
+    fgs = dict(instrument="FGS", detector="GUIDER2", exp_type="FGS_IMAGE", filter=None,
+               readpatt="FGSRAPID", ngroups=4, nints=1, observation=9,
+               scene={"sky": NIS_FGS_FIELD})
+    specs += [ExposureSpec(**fgs, exposure=k + 1, dither_arcsec=DITHER_4[k],
+                           pointing_error_arcsec=POINTING_ERRORS_4[k], seed=901 + k)
+              for k in range(2)]
+    return specs
+
+
 def imaging_fullframe_program():
     return imaging_program(size=2048, ngroups=6)
 
@@ -360,7 +420,8 @@ def imaging_fullframe_program():
 PROGRAMS = {"demo": demo_program, "fullframe": fullframe_program,
             "imaging": imaging_program, "imaging-starfield": imaging_starfield_program,
             "imaging-fullframe": imaging_fullframe_program,
-            "imaging-background": imaging_background_program}
+            "imaging-background": imaging_background_program,
+            "imaging-nis-fgs": imaging_nis_fgs_program}
 
 
 def with_seed(spec, seed):

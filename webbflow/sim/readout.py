@@ -20,6 +20,9 @@ Sources:
   for the FULL array 2.775 s (FAST, FASTR1) and 23.890 s (SLOW, SLOWR1); the R1 patterns
   add one reset between integrations. jwst 3.0.0 tests use ``group_time = 2.775`` for
   MIRI FULL (``jwst/emicorr/tests/test_emicorr.py``).
+* [jdox-fgs] JDox "FGS Science Readout Patterns": FGSRAPID reads one frame per group
+  and skips none (NFRAMES = 1, GROUPGAP = 0), full frame through 4 outputs with the
+  near-IR SIDECAR clocking (the frame time follows ``nircam_frame_time``).
 * [miri-sub64] the real MIRI ground-test ramp in ``/work/shared/realdata/uncal``
   (``MIRI_5582_89_S_20180308-010230_SCE1_pipe.fits``): SUBARRAY SUB64, READPATT FAST,
   SUBSTRT1 1, SUBSTRT2 779, SUBSIZE1 72, SUBSIZE2 64, TFRAME 0.085 s.
@@ -66,6 +69,8 @@ READ_PATTERNS = {
     # NIRISS [jdox-nis]
     ("NIRISS", "NISRAPID"): ReadPattern("NIRISS", "NISRAPID", 1, 0, 30),
     ("NIRISS", "NIS"): ReadPattern("NIRISS", "NIS", 4, 0, None),
+    # FGS [jdox-fgs]
+    ("FGS", "FGSRAPID"): ReadPattern("FGS", "FGSRAPID", 1, 0, None),
     # MIRI [jdox-miri]: one (possibly multi-sample) frame per group; R1 = extra reset
     ("MIRI", "FAST"): ReadPattern("MIRI", "FAST", 1, 0, None, 1),
     ("MIRI", "SLOW"): ReadPattern("MIRI", "SLOW", 1, 0, None, 1),

@@ -61,7 +61,9 @@ def assign_imaging_wcs(meta, shape, distortion_path, filteroffset_path=None, *, 
                             ", ".join(k.upper() for k in missing))
     distortion = _read_asdf(distortion_path, "model")
     offset = None
-    if filteroffset_path and filteroffset_path != "N/A":
+    # FGS has no filter wheel: its imaging WCS takes no FILTEROFFSET (jwst assign_wcs/fgs.py)
+    if filteroffset_path and filteroffset_path != "N/A" and \
+            meta.get("instrument", {}).get("name") != "FGS":
         instrument = meta.get("instrument", {})
         offset = filter_offset(_read_asdf(filteroffset_path, "filters"),
                                instrument.get("filter"), instrument.get("pupil"))

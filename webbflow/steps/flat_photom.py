@@ -14,10 +14,15 @@ MJSR_TO_UJA2 = 23.504430468331198
 
 def photom_conversion(meta, table, *, source=None):
     """PHOTMJSR (float32) of the table row matching the exposure: FILTER and PUPIL for the
-    near-IR imagers, FILTER and SUBARRAY (else GENERIC) for MIRI. None if no row matches
+    near-IR imagers, FILTER and SUBARRAY (else GENERIC) for MIRI, the first row for FGS
+    (no filters: the official ``calc_fgs`` matches nothing). None if no row matches
     (the official step then leaves the data in DN/s)."""
     instrument = meta.get("instrument", {})
     names = table.dtype.names
+    if instrument.get("name") == "FGS":
+        if not len(table):
+            return None
+        return np.float32(table["photmjsr"][0])
 
     def text(column):
         return np.char.strip(np.char.upper(np.asarray(table[column]).astype(str)))
