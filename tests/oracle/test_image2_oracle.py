@@ -2,13 +2,12 @@
 stage 1 of the dithered imaging program), the same synthetic CRDS cache; cal and i2d
 compared array by array (thresholds of the stage-2/3 issue)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.io import fits
 
-from webbflow.wcs.output import footprint_from_s_region
+from tests.oracle.compare import assert_cal_matches, assert_i2d_matches, header_value
 
 pytestmark = pytest.mark.oracle
 
@@ -16,29 +15,11 @@ NIRCAM = "jw01234005001_02101_00002_nrca1"
 MIRI = "jw01234006001_02101_00001_mirimage"
 
 
-def _relative(ours, theirs):
-    both = np.isfinite(ours) & np.isfinite(theirs)
-    scale = np.abs(theirs[both]).astype(np.float64)
-    scale = np.maximum(scale, 1e-6 * max(scale.max(initial=0.0), 1e-30))
-    return np.abs(ours[both].astype(np.float64) - theirs[both]) / scale
-
-
 @pytest.mark.parametrize("stem", [NIRCAM, MIRI])
 def test_cal_matches_official(image2_products, stem):
     ours, official = image2_products
     with fits.open(ours / f"{stem}_cal.fits") as a, fits.open(official / f"{stem}_cal.fits") as b:
-        assert np.array_equal(np.isnan(a["SCI"].data), np.isnan(b["SCI"].data))
-        assert np.array_equal(a["DQ"].data, b["DQ"].data)
-        for name in ("SCI", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
-            rel = _relative(a[name].data, b[name].data)
-            assert rel.max() <= 1e-5, (name, rel.max())
-        assert np.array_equal(a["AREA"].data, b["AREA"].data)
-        for key in ("BUNIT", "PHOTMJSR", "PHOTUJA2", "PIXAR_SR", "PIXAR_A2"):
-            assert a["SCI"].header[key] == pytest.approx(b["SCI"].header[key], rel=1e-7) \
-                if isinstance(b["SCI"].header[key], float) else \
-                a["SCI"].header[key] == b["SCI"].header[key], key
-        for key in ("S_WCS", "S_FLAT", "S_PHOTOM"):
-            assert a[0].header[key] == b[0].header[key] == "COMPLETE"
+        assert_cal_matches(a, b)
 
 
 @pytest.mark.parametrize("stem", [NIRCAM, MIRI])
@@ -95,30 +76,11 @@ def test_i2d_matches_official(image2_products, stem):
     """The exposure drizzled alone: the same output grid, the same pixels."""
     ours, official = image2_products
     with fits.open(ours / f"{stem}_i2d.fits") as a, fits.open(official / f"{stem}_i2d.fits") as b:
-        for key in ("CRVAL1", "CRVAL2", "CDELT1", "CDELT2"):
-            assert a["SCI"].header[key] == pytest.approx(b["SCI"].header[key], abs=1e-9), key
-        for key in ("CRPIX1", "CRPIX2", "PC1_1", "PC1_2", "PC2_1", "PC2_2"):
-            assert a["SCI"].header[key] == pytest.approx(b["SCI"].header[key], abs=1e-9), key
-        assert a["SCI"].data.shape == b["SCI"].data.shape
-        weighted = b["WHT"].data > 0
-        assert np.array_equal(weighted, a["WHT"].data > 0)
-        assert np.array_equal(a["CON"].data, b["CON"].data)
-        for name in ("SCI", "WHT", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
-            rel = _relative(a[name].data[weighted], b[name].data[weighted])
-            # the pixel map is computed with other arithmetic than astropy's (the same
-            # positions to 5e-9 px), which moves overlap areas in the last bits
-            # (the stage-2/3 issue asks for 1e-3)
-            assert rel.max() <= 1e-4, (name, rel.max())
+        assert_i2d_matches(a, b)
         for key in ("PIXAR_SR", "PIXAR_A2"):
             assert a["SCI"].header[key] == pytest.approx(b["SCI"].header[key], rel=1e-12)
-        vertices_a = footprint_from_s_region(a["SCI"].header["S_REGION"])
-        vertices_b = footprint_from_s_region(b["SCI"].header["S_REGION"])
-        assert vertices_a.shape == vertices_b.shape
-        assert np.abs(vertices_a - vertices_b).max() < 1e-8
-        for key in ("XPOSURE", "TMEASURE", "DURATION", "NDRIZ", "PIXFRAC", "RESWHT"):
-            header_a = a["SCI"].header if key in a["SCI"].header else a[0].header
-            header_b = b["SCI"].header if key in b["SCI"].header else b[0].header
-            assert header_a[key] == header_b[key], key
+        for key in ("PIXFRAC", "RESWHT"):
+            assert header_value(a, key) == header_value(b, key), key
 
 
 def test_i2d_conserves_flux(image2_products):

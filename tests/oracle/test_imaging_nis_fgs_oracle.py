@@ -30,10 +30,10 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from tests.oracle.compare import compare, failures
+from tests.oracle.compare import (assert_cal_matches, assert_crf_matches, assert_i2d_matches,
+                                  compare, failures, header_value)
 from tests.oracle.official import official_steps, run_official
 from tests.oracle.test_source_catalog_oracle import _phase_scatter, _truth_rows
-from webbflow.wcs.output import footprint_from_s_region
 
 pytestmark = pytest.mark.oracle
 
@@ -43,17 +43,6 @@ FGS = [f"jw01234009001_02101_{k:05d}_guider2" for k in range(1, 3)]
 LEVEL3 = {"niriss": ("o008", "jw01234-o008_t001_niriss_f150w-generic", NIS),
           "fgs": ("o009", "jw01234-o009_t001_fgs_clear", FGS)}
 FWHM = 1.6   # the simulated near-IR PSF (webbflow.sim.observatory)
-
-
-def _relative(ours, theirs):
-    both = np.isfinite(ours) & np.isfinite(theirs)
-    scale = np.abs(theirs[both]).astype(np.float64)
-    scale = np.maximum(scale, 1e-6 * max(scale.max(initial=0.0), 1e-30))
-    return np.abs(ours[both].astype(np.float64) - theirs[both]) / scale
-
-
-def _header(hdul, key):
-    return hdul["SCI"].header[key] if key in hdul["SCI"].header else hdul[0].header[key]
 
 
 # ------------------------------------------------------------------------------ stage 1
@@ -91,20 +80,7 @@ def test_stage1_matches_official(nis_fgs_rates, tmp_path_factory):
 def test_cal_matches_official(nis_fgs_image2_products, stem):
     ours, official = nis_fgs_image2_products
     with fits.open(ours / f"{stem}_cal.fits") as a, fits.open(official / f"{stem}_cal.fits") as b:
-        assert np.array_equal(np.isnan(a["SCI"].data), np.isnan(b["SCI"].data))
-        assert np.array_equal(a["DQ"].data, b["DQ"].data)
-        for name in ("SCI", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
-            rel = _relative(a[name].data, b[name].data)
-            assert rel.max() <= 1e-5, (name, rel.max())
-        assert np.array_equal(a["AREA"].data, b["AREA"].data)
-        for key in ("BUNIT", "PHOTMJSR", "PHOTUJA2", "PIXAR_SR", "PIXAR_A2"):
-            if isinstance(b["SCI"].header[key], float):
-                assert a["SCI"].header[key] == pytest.approx(b["SCI"].header[key],
-                                                             rel=1e-7), key
-            else:
-                assert a["SCI"].header[key] == b["SCI"].header[key], key
-        for key in ("S_WCS", "S_FLAT", "S_PHOTOM"):
-            assert a[0].header[key] == b[0].header[key] == "COMPLETE"
+        assert_cal_matches(a, b)
         for key in ("R_DISTOR", "R_FILOFF", "R_FLAT", "R_PHOTOM", "R_AREA"):
             assert a[0].header.get(key) == b[0].header.get(key), key
         if stem in FGS:   # no filter wheel, no filter offset
@@ -172,34 +148,13 @@ def test_i2d_matches_official(nis_fgs_image2_products, stem):
     """The exposure drizzled alone: the same output grid, the same pixels."""
     ours, official = nis_fgs_image2_products
     with fits.open(ours / f"{stem}_i2d.fits") as a, fits.open(official / f"{stem}_i2d.fits") as b:
-        _check_i2d(a, b)
+        # 99.9 % of the pixels agree to 1e-6, the worst (faint ones, on the 4-Mpx FGS
+        # frames) to ~1e-4
+        assert_i2d_matches(a, b, worst=1e-3, p999=1e-6)
         for key in ("PIXAR_SR", "PIXAR_A2"):
             assert a["SCI"].header[key] == pytest.approx(b["SCI"].header[key], rel=1e-12)
         for key in ("PIXFRAC", "RESWHT"):
-            assert _header(a, key) == _header(b, key), key
-
-
-def _check_i2d(a, b):
-    assert a["SCI"].data.shape == b["SCI"].data.shape
-    for key in ("CRVAL1", "CRVAL2", "CDELT1", "CDELT2", "CRPIX1", "CRPIX2",
-                "PC1_1", "PC1_2", "PC2_1", "PC2_2"):
-        assert a["SCI"].header[key] == pytest.approx(b["SCI"].header[key], abs=1e-9), key
-    weighted = b["WHT"].data > 0
-    assert np.array_equal(weighted, a["WHT"].data > 0)
-    assert np.array_equal(a["CON"].data, b["CON"].data)
-    for ext in ("SCI", "WHT", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
-        rel = _relative(a[ext].data[weighted], b[ext].data[weighted])
-        # other arithmetic for the pixel map than astropy's moves overlap areas in the
-        # last bits: 99.9 % of the pixels agree to 1e-6, the worst (faint ones, on the
-        # 4-Mpx FGS frames) to ~1e-4; the issue asks for 1e-3
-        assert np.percentile(rel, 99.9) <= 1e-6, (ext, np.percentile(rel, 99.9))
-        assert rel.max() <= 1e-3, (ext, rel.max())
-    vertices_a = footprint_from_s_region(a["SCI"].header["S_REGION"])
-    vertices_b = footprint_from_s_region(b["SCI"].header["S_REGION"])
-    assert vertices_a.shape == vertices_b.shape
-    assert np.abs(vertices_a - vertices_b).max() < 1e-8
-    for key in ("XPOSURE", "TMEASURE", "DURATION", "NDRIZ"):
-        assert _header(a, key) == _header(b, key), key
+            assert header_value(a, key) == header_value(b, key), key
 
 
 # ------------------------------------------------------------------------------ stage 3
@@ -241,16 +196,7 @@ def test_crf_matches_official(image3_side_by_side):
     for stem in stems:
         name = f"{stem}_{asn_id}_crf.fits"
         with fits.open(ours / name) as a, fits.open(official / name) as b:
-            assert np.array_equal(a["DQ"].data, b["DQ"].data), stem
-            assert np.array_equal(np.isnan(a["SCI"].data), np.isnan(b["SCI"].data)), stem
-            for ext in ("SCI", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
-                assert _relative(a[ext].data, b[ext].data).max(initial=0) <= 1e-6, (stem, ext)
-            for key in ("S_OUTLIR", "S_TWKREG", "S_SKYMAT", "BKGSUB", "BKGMETH"):
-                assert a[0].header.get(key) == b[0].header.get(key), (stem, key)
-            assert a[0].header["S_OUTLIR"] == "COMPLETE"
-            assert a[0].header["BKGLEVEL"] == pytest.approx(b[0].header["BKGLEVEL"],
-                                                            rel=1e-4, abs=1e-5), stem
-            flagged += int(np.count_nonzero(a["DQ"].data & 16))
+            flagged += assert_crf_matches(a, b)
     assert flagged >= 7
     with fits.open(ours / f"{stems[1]}_{asn_id}_crf.fits") as a:
         assert (a["DQ"].data[100:103, 200:202] & 16).all() and a["DQ"].data[300, 301] & 16
@@ -279,7 +225,9 @@ def test_level3_i2d_matches_official(image3_side_by_side):
     _, ours, official, _, product, _ = image3_side_by_side
     with fits.open(ours / f"{product}_i2d.fits") as a, \
             fits.open(official / f"{product}_i2d.fits") as b:
-        _check_i2d(a, b)
+        # 99.9 % of the pixels agree to 1e-6, the worst (faint ones, on the 4-Mpx FGS
+        # frames) to ~1e-4
+        assert_i2d_matches(a, b, worst=1e-3, p999=1e-6)
         assert a["SCI"].header["S_REGION"].count("POLYGON") == \
             b["SCI"].header["S_REGION"].count("POLYGON")
 

@@ -168,7 +168,7 @@ def test_intersection_with_a_union_counts_the_overlap_once():
     def square(cx, cy, half):
         ra = RA0 + (cx + np.array([-half, half, half, -half])) / 3600.0 / np.cos(np.radians(DEC0))
         dec = DEC0 + (cy + np.array([-half, -half, half, half])) / 3600.0
-        from webbflow.steps.tweakreg_overlap import unit_vectors
+        from webbflow.wcs.sphere import unit_vectors
         return unit_vectors(ra, dec)
 
     a, b, c = square(0, 0, 5), square(3, 0.3, 5), square(-3, 1, 4.2)

@@ -42,6 +42,7 @@ from astropy.nddata.bitmask import bitfield_to_boolean_mask, interpret_bit_flags
 from webbflow.errors import WebbflowError
 from webbflow.io import read_product
 from webbflow.kernels.skymatch import _clipped_sums, _histogram, _sum_sq_dev
+from webbflow.wcs.sphere import tangent_basis, unit_vectors
 
 log = logging.getLogger("webbflow.skymatch")
 
@@ -185,14 +186,6 @@ def _histogram_midpoint(counts, low, hwidth):
 # footprints and overlaps
 # --------------------------------------------------------------------------------------
 
-def _unit_vectors(ra, dec):
-    # spherical_geometry's lonlat_to_vector, operation for operation: a corner that ends
-    # up as an overlap vertex then maps back to exactly the official pixel position
-    lon, lat = np.deg2rad(np.asanyarray(ra)), np.deg2rad(np.asanyarray(dec))
-    cos_lat = np.cos(lat)
-    return np.column_stack([np.cos(lon) * cos_lat, np.sin(lon) * cos_lat, np.sin(lat)])
-
-
 def _radec(xyz):
     x, y, z = (np.asanyarray(xyz[:, k], dtype=np.float64) for k in range(3))
     lon = np.remainder(np.arctan2(y, x), 2.0 * np.pi)
@@ -216,16 +209,7 @@ def footprint(wcs, shape, stepsize=None):
     by = np.concatenate([np.full(xs.size, -0.5), ys, np.full(xs.size, ny - 0.5), ys[::-1]])
     # the official outline is closed (first point repeated) before the WCS call
     ra, dec = wcs(np.append(bx, bx[0]), np.append(by, by[0]), with_bounding_box=False)
-    return _unit_vectors(np.asarray(ra)[:-1], np.asarray(dec)[:-1])
-
-
-def _tangent_basis(points):
-    centre = points.sum(axis=0)
-    centre /= np.linalg.norm(centre)
-    axis = np.eye(3)[np.argmin(np.abs(centre))]
-    e1 = np.cross(axis, centre)
-    e1 /= np.linalg.norm(e1)
-    return centre, e1, np.cross(centre, e1)
+    return unit_vectors(np.asarray(ra)[:-1], np.asarray(dec)[:-1])
 
 
 def _project(points, basis):
@@ -250,7 +234,7 @@ def overlap_polygons(points_a, points_b):
     closed unit-vector vertex arrays, and its area in the tangent plane (0 when they do
     not overlap). Vertices of either footprint inside the other are returned as given
     (bit for bit); edge crossings are computed in the gnomonic projection."""
-    basis = _tangent_basis(np.vstack([points_a, points_b]))
+    basis = tangent_basis(np.vstack([points_a, points_b]))
     plane_a, plane_b = _project(points_a, basis), _project(points_b, basis)
     if _signed_area(plane_a) < 0:
         points_a, plane_a = points_a[::-1], plane_a[::-1]

@@ -38,15 +38,10 @@ import math
 
 import numpy as np
 
+from webbflow.wcs.sphere import tangent_basis, unit_vectors
+
 __all__ = ["convex_hull", "image_polygon", "refcat_polygon", "overlap_area",
-           "group_overlap", "max_overlap_pair", "max_overlap_image", "unit_vectors"]
-
-
-def unit_vectors(ra, dec):
-    """(n, 3) unit vectors of RA, Dec (deg)."""
-    lon, lat = np.deg2rad(np.asarray(ra, np.float64)), np.deg2rad(np.asarray(dec, np.float64))
-    cos_lat = np.cos(lat)
-    return np.column_stack([np.cos(lon) * cos_lat, np.sin(lon) * cos_lat, np.sin(lat)])
+           "group_overlap", "max_overlap_pair", "max_overlap_image"]
 
 
 def convex_hull(x, y, min_separation=None):
@@ -235,15 +230,6 @@ def refcat_polygon(ra, dec, footprint_tol=1.0):
 
 # ------------------------------------------------------------------ areas on the sphere
 
-def _basis(points):
-    centre = points.sum(axis=0)
-    centre /= np.linalg.norm(centre)
-    axis = np.eye(3)[np.argmin(np.abs(centre))]
-    e1 = np.cross(axis, centre)
-    e1 /= np.linalg.norm(e1)
-    return centre, e1, np.cross(centre, e1)
-
-
 def _triangles(centre, p, q):
     """Signed areas (sr) of the spherical triangles (centre, p_k, q_k)."""
     det = np.einsum("ij,ij->i", p, np.cross(q, centre))
@@ -263,7 +249,7 @@ def _inside(poly, pts):
 
 
 def _polygon_area(ring):
-    centre, _, _ = _basis(ring)
+    centre, _, _ = tangent_basis(ring)
     return abs(float(_triangles(centre, ring, np.roll(ring, -1, axis=0)).sum()))
 
 
@@ -284,7 +270,7 @@ def overlap_area(polygon, others):
     polygon = np.asarray(polygon, np.float64)
     if any(len(o) == len(polygon) and np.array_equal(o, polygon) for o in unique):
         return _polygon_area(polygon)
-    centre, e1, e2 = _basis(np.vstack([polygon] + unique))
+    centre, e1, e2 = tangent_basis(np.vstack([polygon] + unique))
     rings, planes = [], []
     for ring in [polygon] + unique:
         depth = ring @ centre
