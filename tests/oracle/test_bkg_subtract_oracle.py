@@ -8,7 +8,7 @@ import pytest
 from astropy.io import fits
 
 from tests.oracle.official import run_official
-from tests.oracle.test_image2_oracle import _relative
+from tests.oracle.compare import relative
 from tests.oracle.ours import run_detector1_cli, run_image2_cli
 from webbflow.associations import Exposure, dumps, level2_associations, level3_associations
 from webbflow.io import read_product
@@ -88,7 +88,7 @@ def test_cal_matches_official(side_by_side, stem):
         weighted = b["WHT"].data > 0
         assert np.array_equal(weighted, a["WHT"].data > 0)
         # as in test_image2_oracle: our compiled pixel map moves overlaps in the last bits
-        assert _relative(a["SCI"].data[weighted], b["SCI"].data[weighted]).max() <= 1e-4
+        assert relative(a["SCI"].data[weighted], b["SCI"].data[weighted]).max() <= 1e-4
 
 
 @pytest.mark.parametrize("stem", SCIENCE)

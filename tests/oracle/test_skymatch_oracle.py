@@ -179,7 +179,7 @@ def test_image3_with_skymatch(offset_association, tmp_path_factory, options):
     subtraction."""
     import yaml
 
-    from tests.oracle.test_image3_oracle import _relative
+    from tests.oracle.compare import relative
 
     cache, asn_path, cals, _ = offset_association
     ours = tmp_path_factory.mktemp("ours_image3_sky")
@@ -205,7 +205,7 @@ def test_image3_with_skymatch(offset_association, tmp_path_factory, options):
             assert level_a == pytest.approx(level_b, rel=1e-4, abs=1e-5), name
             assert np.array_equal(a["DQ"].data, b["DQ"].data), name
             for ext in ("SCI", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
-                assert _relative(a[ext].data, b[ext].data).max(initial=0) <= 1e-6, (name, ext)
+                assert relative(a[ext].data, b[ext].data).max(initial=0) <= 1e-6, (name, ext)
     i2d = f"{PRODUCT}_i2d.fits"
     with fits.open(ours / i2d) as a, fits.open(official / i2d) as b:
         for key in ("BKGLEVEL", "BKGSUB", "BKGMETH", "S_SKYMAT"):
