@@ -297,7 +297,10 @@ def detector1_reftypes(meta, steps):
     for step in stage1_steps(meta):
         if steps.get(step, {}).get("skip", False):
             continue
-        for reftype in STEP_REFTYPES.get(step, ()):
+        reftypes = STEP_REFTYPES.get(step, ())
+        if step == "clean_flicker_noise" and steps.get(step, {}).get("apply_flat_field"):
+            reftypes = ("flat",)
+        for reftype in reftypes:
             if reftype == "superbias" and instrument == "MIRI":
                 continue
             if reftype not in wanted:

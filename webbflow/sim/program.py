@@ -80,6 +80,10 @@ class ExposureSpec:
     # a dedicated background pointing (BKGDTARG = T): level-2 associations give it to the
     # science exposures of the same configuration as a background member
     background_target: bool = False
+    # 1/f (flicker) noise: rms raw DN per read frame (0: none, the default) and the share
+    # of its variance independent per amplifier (webbflow.sim.detector.flicker_frame)
+    flicker_noise: float = 0.0
+    flicker_amp_fraction: float = 0.25
     seed: int = 1
     scene: dict = field(default_factory=dict, hash=False, compare=False)
 

@@ -1,0 +1,203 @@
+"""clean_flicker_noise (stage 1, after jump, off by default): 1/f noise removal from the
+group differences of a ramp, as jwst 3.0 does for near-IR imaging.
+
+The scene mask comes from a draft rate (a ramp fit with the software defaults; one
+rate, or one per integration when ``single_mask`` is off) or from ``user_mask``: True
+where a pixel is background. NaN or exactly zero rates leave it, then pixels above
+``n_sigma`` (or below 3) sigma of the clipped background. Each group difference
+``g[j+1] - g[j]`` of each integration is then cleaned on its own: groups flagged
+DO_NOT_USE (saturated ones included) or JUMP_DET leave that group's mask, the image is
+divided by the flat (``apply_flat_field``), a background level (``background_method``:
+the median or a photutils ``Background2D`` model of the clipped background pixels) is
+removed, signal above and below ``n_sigma`` of the lower half of the distribution is
+clipped, and the masked median of each line along the fast read direction (per amplifier
+with ``fit_by_channel`` on full frames) is subtracted. The cleaned difference, with its
+background and flat restored, is added to the already cleaned previous group, so the
+first group of an integration is left as it is and the slope loses the 1/f stripes. No DQ
+is set; the status is COMPLETE, or FAILED (data untouched) where the official skips.
+
+Not carried: ``fit_method='fft'`` (NSClean) for the NIRSpec modes it is allowed on (for
+imaging the official skips it and so do we), the NIRSpec/MIRI/SOSS science-region
+masking, ``background_method='median_image'``, ``fit_histogram``, ``autoparam`` and the
+save_mask/save_background/save_noise products: asking for them is an error naming them.
+"""
+
+import logging
+import warnings
+
+import numpy as np
+
+from webbflow.kernels.flicker import clip_to_background, line_medians, masked_median
+
+log = logging.getLogger("webbflow.clean_flicker_noise")
+
+__all__ = ["DEFAULTS", "IMAGING_EXP_TYPES", "unsupported_options", "scene_mask",
+           "prepare_flat", "clean_ramp"]
+
+DEFAULTS = dict(autoparam=False, fit_method="median", fit_by_channel=False,
+                background_method="median", background_box_size=None,
+                mask_science_regions=False, apply_flat_field=False, n_sigma=2.0,
+                fit_histogram=False, single_mask=True, user_mask=None, save_mask=False,
+                save_background=False, save_noise=False)
+
+# exposure types whose correction is carried (near-IR imaging)
+IMAGING_EXP_TYPES = ("NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
+# ``True`` switches of the official step webbflow does not carry
+_NOT_CARRIED = ("autoparam", "fit_histogram", "save_mask", "save_background", "save_noise")
+
+
+def unsupported_options(params, exp_type):
+    """The names of the asked-for options (or the exposure type) not implemented for this
+    exposure; [] when the step can run or the official would skip it anyway."""
+    p = {**DEFAULTS, **params}
+    if skipped_officially(p, exp_type):
+        return []
+    bad = [name for name in _NOT_CARRIED if p[name]]
+    if str(p["background_method"]).lower() == "median_image":
+        bad.append("background_method='median_image'")
+    if exp_type not in IMAGING_EXP_TYPES:
+        bad.append(f"EXP_TYPE {exp_type}")
+    return bad
+
+
+def skipped_officially(params, exp_type):
+    """jwst 3.0 skips (status FAILED, data untouched) MIRI modes other than imaging and
+    the 'fft' fit on anything but the NIRSpec spectroscopic modes."""
+    p = {**DEFAULTS, **params}
+    if exp_type.startswith("MIR") and exp_type != "MIR_IMAGE":
+        return True
+    return p["fit_method"] == "fft" and exp_type not in (
+        "NRS_MSASPEC", "NRS_IFU", "NRS_FIXEDSLIT", "NRS_BRIGHTOBJ")
+
+
+def background_model(image, mask, box_size=None):
+    """The background as a photutils ``Background2D`` (median estimator of 3-sigma
+    clipped boxes, 5x5 box filter) of the masked pixels after the lower-half clip; the
+    box is ``box_size`` or the largest of 1..32 dividing each axis. The median of the
+    background pixels (a scalar) if photutils cannot fit it. Returns (background, mask)."""
+    from astropy.stats import SigmaClip
+    from astropy.utils.exceptions import AstropyUserWarning
+    from photutils.background import Background2D, MedianBackground
+
+    mask = clip_to_background(image, mask, 3.0, 3.0, True)
+    if box_size is None:
+        box_size = [max(b for b in range(1, 33) if size % b == 0) for size in image.shape]
+    if image.shape[0] % box_size[0] or image.shape[1] % box_size[1]:
+        log.warning("background box size %s does not divide the image shape %s evenly",
+                    tuple(box_size), image.shape)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=AstropyUserWarning)
+            fit = Background2D(image, box_size=tuple(int(b) for b in box_size),
+                               filter_size=(5, 5), mask=~mask,
+                               sigma_clip=SigmaClip(sigma=3.0, maxiters=5),
+                               bkg_estimator=MedianBackground())
+        return fit.background, mask
+    except ValueError:
+        log.error("background fit failed, using the median value")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmedian(image[mask]), mask
+
+
+def prepare_flat(flat):
+    """The FLAT image with its zero and non-finite pixels replaced by a smoothed local
+    value (the 'model' background of the good ones), as the official reads it."""
+    flat = np.array(flat, dtype=np.float32)
+    bad = (flat == 0) | ~np.isfinite(flat)
+    if np.any(bad):
+        smooth, _ = background_model(flat, ~bad)
+        flat[bad] = smooth if np.isscalar(smooth) or np.ndim(smooth) == 0 else smooth[bad]
+    return flat
+
+
+def scene_mask(rate, n_sigma=2.0, flat=None):
+    """Background pixels of a draft rate (ny, nx) or rateints (nints, ny, nx): finite,
+    nonzero and within [-3, +n_sigma] sigma of the clipped background, per integration.
+    ``flat``: the rate is divided by it first."""
+    rate = np.asarray(rate, dtype=np.float32)
+    if flat is not None:
+        rate = rate / flat
+    mask = ~(np.isnan(rate) | (rate == 0))
+    if n_sigma > 0:
+        if rate.ndim == 3:
+            for i in range(rate.shape[0]):
+                mask[i] = clip_to_background(rate[i], mask[i], 3.0, float(n_sigma), False)
+        else:
+            mask = clip_to_background(rate, mask, 3.0, float(n_sigma), False)
+    return mask
+
+
+def _line_correction(image, mask, axis, by_channel):
+    """image minus the masked medians along ``axis`` (numpy axis of the fast read
+    direction), per 512-pixel channel when ``by_channel`` and that axis is 2048 long."""
+    if by_channel and image.shape[axis] == 2048:
+        edges = [(c * 512, (c + 1) * 512) for c in range(4)]
+    else:
+        edges = [(0, image.shape[axis])]
+    out = image.copy()
+    for c0, c1 in edges:
+        part = (slice(None), slice(c0, c1)) if axis == 1 else (slice(c0, c1), slice(None))
+        stripes = line_medians(np.ascontiguousarray(image[part]),
+                               np.ascontiguousarray(mask[part]), axis)
+        out[part] = image[part] - (stripes[:, None] if axis == 1 else stripes[None, :])
+    return out
+
+
+def clean_image(image, mask, *, axis, background_method="median", background_box_size=None,
+                n_sigma=2.0, fit_by_channel=False, flat=None):
+    """One cleaned group difference (float32 or, with a 'model' background, float64), or
+    None when no background pixel is left (the image is then not corrected)."""
+    image = image.astype(np.float32)
+    mask = mask.copy()
+    if flat is not None:
+        image /= flat
+    nan = np.isnan(image)
+    image[nan] = 0.0
+    mask[nan] = False
+    if not mask.any():
+        return None
+    if background_method is None:
+        background = 0.0
+        residual = image
+    else:
+        if background_method == "model":
+            background, mask = background_model(image, mask, background_box_size)
+        else:
+            mask = clip_to_background(image, mask, 3.0, 3.0, True)
+            background = np.float32(masked_median(image, mask))
+        residual = image - background
+        if n_sigma > 0:
+            mask = clip_to_background(residual, mask, float(n_sigma), float(n_sigma), True)
+    cleaned = _line_correction(residual, mask, axis, fit_by_channel)
+    cleaned += background
+    if flat is not None:
+        cleaned *= flat
+    cleaned[nan] = np.nan
+    return cleaned
+
+
+def clean_ramp(data, gdq, mask, dqflags, *, axis, background_method="median",
+               background_box_size=None, n_sigma=2.0, fit_by_channel=False, flat=None):
+    """Clean the ramp ``data`` (float32 (nints, ngroups, ny, nx), modified in place) group
+    difference by group difference. ``mask``: background pixels, (ny, nx) or one plane
+    per integration. Returns ``data``."""
+    nints, ngroups = data.shape[:2]
+    unusable = np.uint8(dqflags["DO_NOT_USE"] | dqflags["JUMP_DET"])
+    for i in range(nints):
+        scene = mask[i] if mask.ndim == 3 else mask
+        previous = data[i, 0].copy()    # the input value of the group before
+        for j in range(ngroups - 1):
+            current = data[i, j + 1].copy()
+            usable = scene & ((gdq[i, j + 1] & unusable) == 0)
+            cleaned = clean_image(current - previous, usable, axis=axis,
+                                  background_method=background_method,
+                                  background_box_size=background_box_size, n_sigma=n_sigma,
+                                  fit_by_channel=fit_by_channel, flat=flat)
+            if cleaned is None:
+                log.warning("no usable data in integration %d, group %d: not corrected",
+                            i + 1, j + 2)
+            else:
+                data[i, j + 1] = data[i, j] + cleaned
+            previous = current
+    return data
