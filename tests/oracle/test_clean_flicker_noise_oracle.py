@@ -6,7 +6,8 @@ Two parameter sets: the official defaults, and the other options carried (a scen
 per integration, per-amplifier fits, the flat applied, the photutils background model,
 another clipping level). Exposures: a NIRCam subarray with two integrations (1/f along
 rows), a NIRISS subarray (fast axis along columns) and a NIRCam full frame (four
-amplifiers, reference pixels on all sides)."""
+amplifiers, reference pixels on all sides); MIRI imaging with two integrations (its
+vertical flicker: medians along columns)."""
 
 import copy
 
@@ -27,6 +28,7 @@ STEMS = {
     "nircam_sub320_2ints": "jw01234001001_02101_00001_nrca1",
     "nircam_full_frame": "jw01234001001_02101_00002_nrca1",
     "niriss_sub256": "jw01234002001_02101_00001_nis",
+    "miri_sub256_2ints": "jw01234003001_02101_00001_mirimage",
 }
 
 VARIANTS = {
@@ -52,6 +54,9 @@ def flicker_program(tmp_path_factory):
                      readpatt="NISRAPID", ngroups=4, nints=1, subarray="SUB256", xstart=1793,
                      ystart=1793, xsize=256, ysize=256, observation=2, seed=53,
                      flicker_noise=4.0),
+        ExposureSpec(instrument="MIRI", detector="MIRIMAGE", exp_type="MIR_IMAGE",
+                     filter="F770W", readpatt="FAST", ngroups=8, nints=2, subarray="SUB256",
+                     xstart=413, ystart=51, xsize=256, ysize=256, observation=3, seed=54),
     ], seed=5)
     return root
 

@@ -70,8 +70,12 @@ def test_options_not_carried_are_one_clear_error(params, named):
 def test_exposure_types_not_carried():
     with pytest.raises(WebbflowError, match="EXP_TYPE NRS_FIXEDSLIT not implemented"):
         _detector1({"skip": False}, exp_type="NRS_FIXEDSLIT")
-    with pytest.raises(WebbflowError, match="EXP_TYPE MIR_IMAGE not implemented"):
-        _detector1({"skip": False}, exp_type="MIR_IMAGE", instrument="MIRI")
+    with pytest.raises(WebbflowError, match="mask_science_regions for MIR_IMAGE not impl"):
+        _detector1({"skip": False, "mask_science_regions": True}, exp_type="MIR_IMAGE",
+                   instrument="MIRI")
+    _detector1({"skip": False}, exp_type="MIR_IMAGE", instrument="MIRI")
+    # no effect on near-IR imaging, as officially
+    _detector1({"skip": False, "mask_science_regions": True})
     # where the official skips the step (status FAILED), so do we: no error
     _detector1({"skip": False, "fit_method": "fft"})
     _detector1({"skip": False}, exp_type="MIR_LRS-FIXEDSLIT", instrument="MIRI")

@@ -698,10 +698,11 @@ class Detector1:
                         "(as officially): step skipped", p["fit_method"], exp_type)
             return "FAILED"
         sub = r.meta.get("subarray", {})
-        axis = abs(int(sub.get("slowaxis") or 2)) - 1
+        axis = cfn.correction_axis(exp_type, sub.get("slowaxis"))
         by_channel = bool(p["fit_by_channel"])
-        if by_channel and str(sub.get("name", "")).upper() != "FULL":
-            log.warning("clean_flicker_noise: fit_by_channel needs full-frame data; off")
+        if by_channel and (str(sub.get("name", "")).upper() != "FULL" or self.is_miri):
+            log.warning("clean_flicker_noise: fit_by_channel needs full-frame near-IR "
+                        "data; off")
             by_channel = False
         background = p["background_method"]
         background = None if str(background).lower() == "none" else background

@@ -733,6 +733,8 @@ def simulate_exposure(rng, rate_dn_s, det: DetectorModel, *, xstart=1, ystart=1,
     seed = int(rng.integers(0, 2 ** 63))      # counter-based streams for Poisson/read noise
     nreads = read_list.size
     flicker_on = flicker_noise > 0 and not noiseless
+    if flicker_on and miri:
+        raise ValueError("the 1/f noise model is the near-IR (H2RG) readout's; not for MIRI")
     if flicker_on:
         # a stream of its own, so that switching it on changes no other deviate
         flicker_gen = np.random.default_rng([seed, 0x1F])

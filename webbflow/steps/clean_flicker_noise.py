@@ -1,5 +1,6 @@
 """clean_flicker_noise (stage 1, after jump, off by default): 1/f noise removal from the
-group differences of a ramp, as jwst 3.0 does for near-IR imaging.
+group differences of a ramp, as jwst 3.0 does for imaging (near-IR; MIRI imaging
+without ``mask_science_regions``).
 
 The scene mask comes from a draft rate (a ramp fit with the software defaults; one
 rate, or one per integration when ``single_mask`` is off) or from ``user_mask``: True
@@ -11,14 +12,14 @@ divided by the flat (``apply_flat_field``), a background level (``background_met
 the median or a photutils ``Background2D`` model of the clipped background pixels) is
 removed, signal above and below ``n_sigma`` of the lower half of the distribution is
 clipped, and the masked median of each line along the fast read direction (per amplifier
-with ``fit_by_channel`` on full frames) is subtracted. The cleaned difference, with its
+with ``fit_by_channel`` on near-IR full frames; along columns for MIRI) is subtracted. The cleaned difference, with its
 background and flat restored, is added to the already cleaned previous group, so the
 first group of an integration is left as it is and the slope loses the 1/f stripes. No DQ
 is set; the status is COMPLETE, or FAILED (data untouched) where the official skips.
 
 Not carried: ``fit_method='fft'`` (NSClean) for the NIRSpec modes it is allowed on (for
-imaging the official skips it and so do we), the NIRSpec/MIRI/SOSS science-region
-masking, ``background_method='median_image'``, ``fit_histogram``, ``autoparam`` and the
+imaging the official skips it and so do we), the spectroscopic modes, MIRI's
+science-region masking, ``background_method='median_image'``, ``fit_histogram``, ``autoparam`` and the
 save_mask/save_background/save_noise products: asking for them is an error naming them.
 """
 
@@ -31,7 +32,8 @@ from webbflow.kernels.flicker import clip_to_background, line_medians, masked_me
 
 log = logging.getLogger("webbflow.clean_flicker_noise")
 
-__all__ = ["DEFAULTS", "IMAGING_EXP_TYPES", "unsupported_options", "scene_mask",
+__all__ = ["DEFAULTS", "IMAGING_EXP_TYPES", "unsupported_options", "skipped_officially",
+           "correction_axis", "scene_mask",
            "prepare_flat", "clean_ramp"]
 
 DEFAULTS = dict(autoparam=False, fit_method="median", fit_by_channel=False,
@@ -40,8 +42,8 @@ DEFAULTS = dict(autoparam=False, fit_method="median", fit_by_channel=False,
                 fit_histogram=False, single_mask=True, user_mask=None, save_mask=False,
                 save_background=False, save_noise=False)
 
-# exposure types whose correction is carried (near-IR imaging)
-IMAGING_EXP_TYPES = ("NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
+# exposure types whose correction is carried (imaging; MIRI without science regions)
+IMAGING_EXP_TYPES = ("NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE", "MIR_IMAGE")
 # ``True`` switches of the official step webbflow does not carry
 _NOT_CARRIED = ("autoparam", "fit_histogram", "save_mask", "save_background", "save_noise")
 
@@ -57,7 +59,18 @@ def unsupported_options(params, exp_type):
         bad.append("background_method='median_image'")
     if exp_type not in IMAGING_EXP_TYPES:
         bad.append(f"EXP_TYPE {exp_type}")
+    elif exp_type == "MIR_IMAGE" and p["mask_science_regions"]:
+        # the official masks MIRI's non-science regions by the draft rate's flat_field DQ
+        bad.append("mask_science_regions for MIR_IMAGE")
     return bad
+
+
+def correction_axis(exp_type, slowaxis):
+    """The numpy axis the line medians run along: the fast read direction of the near-IR
+    detectors (from SLOWAXIS), along columns for MIRI (its vertical flicker)."""
+    if exp_type.startswith("MIR"):
+        return 0
+    return abs(int(slowaxis or 2)) - 1
 
 
 def skipped_officially(params, exp_type):
