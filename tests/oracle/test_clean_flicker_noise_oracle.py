@@ -4,10 +4,10 @@ same other steps; rate and rateints compared at the stage-1 thresholds.
 
 Two parameter sets: the official defaults, and the other options carried (a scene mask
 per integration, per-amplifier fits, the flat applied, the photutils background model,
-another clipping level). Exposures: a NIRCam subarray with two integrations (1/f along
-rows), a NIRISS subarray (fast axis along columns) and a NIRCam full frame (four
-amplifiers, reference pixels on all sides); MIRI imaging with two integrations (its
-vertical flicker: medians along columns)."""
+another clipping level, the histogram fit). Exposures: a NIRCam subarray with two
+integrations (1/f along rows), a NIRISS subarray (fast axis along columns), a NIRCam
+full frame (four amplifiers, reference pixels on all sides) and MIRI imaging with two
+integrations (its vertical flicker: medians along columns)."""
 
 import copy
 
@@ -34,7 +34,8 @@ STEMS = {
 VARIANTS = {
     "defaults": {"skip": False},
     "options": {"skip": False, "single_mask": False, "fit_by_channel": True,
-                "apply_flat_field": True, "background_method": "model", "n_sigma": 3.0},
+                "apply_flat_field": True, "background_method": "model", "n_sigma": 3.0,
+                "fit_histogram": True},
 }
 
 
@@ -100,7 +101,8 @@ def test_matches_official(side_by_side, case, suffix):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kernels_equal_official_functions(seed):
-    """The clipping, the background median and the line medians equal jwst 3.0's
+    """The clipping (with and without the histogram fit), the background median and the
+    line medians equal jwst 3.0's
     ``clip_to_background``, ``background_level`` and ``median_clean`` bit for bit."""
     import numpy as np
     from jwst.clean_flicker_noise.background_level import background_level, clip_to_background
@@ -122,6 +124,11 @@ def test_kernels_equal_official_functions(seed):
                                lower_half_only=lower_half)
             assert np.array_equal(theirs, flicker.clip_to_background(image, mask, lower, upper,
                                                                     lower_half))
+    from webbflow.steps.clean_flicker_noise import histogram_clip
+
+    theirs = mask.copy()
+    clip_to_background(image, theirs, sigma_lower=3.0, sigma_upper=2.0, fit_histogram=True)
+    assert np.array_equal(theirs, histogram_clip(image, mask, 3.0, 2.0))
     clean = np.nan_to_num(image)
     theirs = mask.copy()
     level = background_level(clean, theirs, background_method="median")

@@ -58,7 +58,6 @@ def _detector1(params, exp_type="NRC_IMAGE", instrument="NIRCAM"):
 @pytest.mark.parametrize("params, named", [
     ({"save_mask": True}, "save_mask"), ({"save_noise": True}, "save_noise"),
     ({"save_background": True}, "save_background"), ({"autoparam": True}, "autoparam"),
-    ({"fit_histogram": True}, "fit_histogram"),
     ({"background_method": "median_image"}, "median_image"),
 ])
 def test_options_not_carried_are_one_clear_error(params, named):

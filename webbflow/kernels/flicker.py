@@ -2,11 +2,12 @@
 along the detector's fast axis.
 
 ``clip_to_background`` is the official step's clipping rule (jwst 3.0
-``clean_flicker_noise.background_level.clip_to_background``, histogram fit aside): the
+``clean_flicker_noise.background_level.clip_to_background``): the
 centre and sigma come from astropy's ``sigma_clipped_stats`` of the masked values in
 float64 (3 sigma about the median, population std, at most 5 rounds, values outside the
 bounds dropped each round; the statistics of what is left), optionally recomputed on the
-lower half of the distribution mirrored about that centre; pixels below
+lower half of the distribution mirrored about that centre (the histogram fit, which
+needs scipy, is done by the step with :func:`clipped_values`); pixels below
 ``centre - sigma_lower * sigma`` or above ``centre + sigma_upper * sigma`` leave the mask.
 
 ``line_medians`` is ``numpy.ma.median`` of the masked image along one axis, in the
@@ -63,6 +64,40 @@ def _clipped_stats(values, n, sigma, maxiters):
         return np.nan, np.nan, np.nan
     mean, spread = _mean_std(values, n)
     return mean, np.median(values[:n]), spread
+
+
+@njit
+def clipped_values(image, mask):
+    """The masked finite values of ``image`` (float64, in row-major order) that
+    astropy's ``sigma_clipped_stats(image, mask=~mask, sigma=3)`` keeps after its
+    clipping rounds; their mean, median and std are its statistics."""
+    ny, nx = image.shape
+    values = np.empty(ny * nx, np.float64)
+    n = 0
+    for y in range(ny):
+        for x in range(nx):
+            if mask[y, x]:
+                v = np.float64(image[y, x])
+                if np.isfinite(v):
+                    values[n] = v
+                    n += 1
+    changed = 1
+    iteration = 0
+    while changed != 0 and iteration < 5 and n > 0:
+        iteration += 1
+        centre = np.median(values[:n])
+        _, spread = _mean_std(values, n)
+        low = centre - spread * 3.0
+        high = centre + spread * 3.0
+        m = 0
+        for k in range(n):
+            v = values[k]
+            if v >= low and v <= high:
+                values[m] = v
+                m += 1
+        changed = n - m
+        n = m
+    return values[:n].copy()
 
 
 @njit

@@ -733,7 +733,7 @@ class Detector1:
                 log.warning("clean_flicker_noise: no draft rate can be made: step skipped")
                 return "FAILED"
             rate = draft.rate[0] if p["single_mask"] else draft.rateints[0]
-            mask = cfn.scene_mask(rate, p["n_sigma"], flat)
+            mask = cfn.scene_mask(rate, p["n_sigma"], flat, p["fit_histogram"])
         nints = r.data.shape[0]
         if mask.shape[-2:] != r.data.shape[-2:] or (mask.ndim == 3 and mask.shape[0] != nints) \
                 or mask.ndim not in (2, 3):

@@ -5,7 +5,8 @@ without ``mask_science_regions``).
 The scene mask comes from a draft rate (a ramp fit with the software defaults; one
 rate, or one per integration when ``single_mask`` is off) or from ``user_mask``: True
 where a pixel is background. NaN or exactly zero rates leave it, then pixels above
-``n_sigma`` (or below 3) sigma of the clipped background. Each group difference
+``n_sigma`` (or below 3) sigma of the clipped background (with ``fit_histogram``: of a
+Gaussian fit to its histogram). Each group difference
 ``g[j+1] - g[j]`` of each integration is then cleaned on its own: groups flagged
 DO_NOT_USE (saturated ones included) or JUMP_DET leave that group's mask, the image is
 divided by the flat (``apply_flat_field``), a background level (``background_method``:
@@ -19,7 +20,7 @@ is set; the status is COMPLETE, or FAILED (data untouched) where the official sk
 
 Not carried: ``fit_method='fft'`` (NSClean) for the NIRSpec modes it is allowed on (for
 imaging the official skips it and so do we), the spectroscopic modes, MIRI's
-science-region masking, ``background_method='median_image'``, ``fit_histogram``, ``autoparam`` and the
+science-region masking, ``background_method='median_image'``, ``autoparam`` and the
 save_mask/save_background/save_noise products: asking for them is an error naming them.
 """
 
@@ -28,7 +29,8 @@ import warnings
 
 import numpy as np
 
-from webbflow.kernels.flicker import clip_to_background, line_medians, masked_median
+from webbflow.kernels.flicker import (clip_to_background, clipped_values, line_medians,
+                                      masked_median)
 
 log = logging.getLogger("webbflow.clean_flicker_noise")
 
@@ -45,7 +47,7 @@ DEFAULTS = dict(autoparam=False, fit_method="median", fit_by_channel=False,
 # exposure types whose correction is carried (imaging; MIRI without science regions)
 IMAGING_EXP_TYPES = ("NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE", "MIR_IMAGE")
 # ``True`` switches of the official step webbflow does not carry
-_NOT_CARRIED = ("autoparam", "fit_histogram", "save_mask", "save_background", "save_noise")
+_NOT_CARRIED = ("autoparam", "save_mask", "save_background", "save_noise")
 
 
 def unsupported_options(params, exp_type):
@@ -124,20 +126,58 @@ def prepare_flat(flat):
     return flat
 
 
-def scene_mask(rate, n_sigma=2.0, flat=None):
+def _gaussian(x, amplitude, centre, sigma):
+    return amplitude * np.exp(-0.5 * ((x - centre) / sigma) ** 2)
+
+
+def histogram_clip(image, mask, sigma_lower, sigma_upper):
+    """``clip_to_background`` with ``fit_histogram``: the centre and sigma of a Gaussian
+    fit (scipy ``curve_fit``) to a 2000-bin histogram of the masked values over
+    +/- 4 sigma about the clipped mean (the clipped mean and std if the fit fails)."""
+    from scipy.optimize import curve_fit
+
+    if not mask.any():
+        return mask
+    kept = clipped_values(image, mask)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        centre, sigma = np.nanmean(kept), np.nanstd(kept)
+    values_for_fit = image.astype(np.float64)[mask]
+    try:
+        hist, edges = np.histogram(values_for_fit, bins=2000,
+                                   range=(centre - 4.0 * sigma, centre + 4.0 * sigma))
+    except ValueError:
+        log.error("histogram failed; using the clipped centre and sigma")
+        hist = None
+    if hist is not None:
+        bins = (edges[1:] + edges[0:-1]) / 2.0
+        peak = np.argmax(hist)
+        try:
+            fit, _ = curve_fit(_gaussian, bins, hist, p0=(hist[peak], bins[peak], sigma),
+                               bounds=[(0, bins[0], 0), (np.inf, bins[-1], bins[-1] - bins[0])])
+            centre, sigma = fit[1], fit[2]
+        except RuntimeError:
+            log.error("Gaussian fit failed; using the clipped centre and sigma")
+    values = image.astype(np.float64)
+    return mask & ~(values < centre - sigma_lower * sigma) & ~(values > centre + sigma_upper * sigma)
+
+
+def scene_mask(rate, n_sigma=2.0, flat=None, fit_histogram=False):
     """Background pixels of a draft rate (ny, nx) or rateints (nints, ny, nx): finite,
-    nonzero and within [-3, +n_sigma] sigma of the clipped background, per integration.
-    ``flat``: the rate is divided by it first."""
+    nonzero and within [-3, +n_sigma] sigma of the clipped background (or of a Gaussian
+    fit to its histogram), per integration. ``flat``: the rate is divided by it first."""
     rate = np.asarray(rate, dtype=np.float32)
     if flat is not None:
         rate = rate / flat
     mask = ~(np.isnan(rate) | (rate == 0))
+    clip = histogram_clip if fit_histogram else (
+        lambda image, plane, low, high: clip_to_background(image, plane, low, high, False))
     if n_sigma > 0:
         if rate.ndim == 3:
             for i in range(rate.shape[0]):
-                mask[i] = clip_to_background(rate[i], mask[i], 3.0, float(n_sigma), False)
+                mask[i] = clip(rate[i], mask[i], 3.0, float(n_sigma))
         else:
-            mask = clip_to_background(rate, mask, 3.0, float(n_sigma), False)
+            mask = clip(rate, mask, 3.0, float(n_sigma))
     return mask
 
 
