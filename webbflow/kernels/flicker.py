@@ -171,12 +171,24 @@ def masked_median(image, mask):
                 n += 1
     if n == 0:
         return np.nan
-    part = buf[:n]
-    part.sort()
+    return _middle_mean(buf[:n]) * 0.5
+
+
+@njit
+def _middle_mean(values):
+    """low + high of the two middle values of a sort (the middle one twice for odd
+    sizes), summed in the values' precision; found by partitioning, not sorting."""
+    n = values.shape[0]
     h = n // 2
-    low = part[h] if n % 2 else part[h - 1]
-    # (low + high) summed in the image's precision; halving is exact in float64
-    return (low + part[h]) * 0.5
+    part = np.partition(values, h)
+    high = part[h]
+    if n % 2:
+        return high + high
+    low = part[0]
+    for k in range(1, h):
+        if part[k] > low:
+            low = part[k]
+    return low + high
 
 
 @njit
@@ -195,9 +207,6 @@ def line_medians(image, mask, axis):
                 n += 1
         if n == 0:
             continue
-        part = buf[:n]
-        part.sort()
-        h = n // 2
-        low = part[h] if n % 2 else part[h - 1]
-        out[line] = (low + part[h]) * 0.5
+        # halving the float32/float64 sum is exact
+        out[line] = _middle_mean(buf[:n]) * 0.5
     return out

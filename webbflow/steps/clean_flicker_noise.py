@@ -6,17 +6,18 @@ The scene mask comes from a draft rate (a ramp fit with the software defaults; o
 rate, or one per integration when ``single_mask`` is off) or from ``user_mask``: True
 where a pixel is background. NaN or exactly zero rates leave it, then pixels above
 ``n_sigma`` (or below 3) sigma of the clipped background (with ``fit_histogram``: of a
-Gaussian fit to its histogram). Each group difference
-``g[j+1] - g[j]`` of each integration is then cleaned on its own: groups flagged
-DO_NOT_USE (saturated ones included) or JUMP_DET leave that group's mask, the image is
-divided by the flat (``apply_flat_field``), a background level (``background_method``:
-the median or a photutils ``Background2D`` model of the clipped background pixels) is
-removed, signal above and below ``n_sigma`` of the lower half of the distribution is
-clipped, and the masked median of each line along the fast read direction (per amplifier
-with ``fit_by_channel`` on near-IR full frames; along columns for MIRI) is subtracted. The cleaned difference, with its
-background and flat restored, is added to the already cleaned previous group, so the
-first group of an integration is left as it is and the slope loses the 1/f stripes. No DQ
-is set; the status is COMPLETE, or FAILED (data untouched) where the official skips.
+Gaussian fit to its histogram). Each group difference ``g[j+1] - g[j]`` of each
+integration is then cleaned on its own: groups flagged DO_NOT_USE (saturated ones
+included) or JUMP_DET leave that group's mask, the image is divided by the flat
+(``apply_flat_field``), a background level (``background_method``: the median or a
+photutils ``Background2D`` model of the clipped background pixels) is removed, signal
+above and below ``n_sigma`` of the lower half of the distribution is clipped, and the
+masked median of each line along the fast read direction (per amplifier with
+``fit_by_channel`` on near-IR full frames; along columns for MIRI) is subtracted. The
+cleaned difference, with its background and flat restored, is added to the already
+cleaned previous group, so the first group of an integration is left as it is and the
+slope loses the 1/f stripes. No DQ is set; the status is COMPLETE, or FAILED (data
+untouched) where the official skips.
 
 Not carried: ``fit_method='fft'`` (NSClean) for the NIRSpec modes it is allowed on (for
 imaging the official skips it and so do we), the spectroscopic modes, MIRI's
@@ -35,8 +36,8 @@ from webbflow.kernels.flicker import (clip_to_background, clipped_values, line_m
 log = logging.getLogger("webbflow.clean_flicker_noise")
 
 __all__ = ["DEFAULTS", "IMAGING_EXP_TYPES", "unsupported_options", "skipped_officially",
-           "correction_axis", "scene_mask",
-           "prepare_flat", "clean_ramp"]
+           "correction_axis", "histogram_clip", "scene_mask", "prepare_flat", "clean_image",
+           "clean_ramp"]
 
 DEFAULTS = dict(autoparam=False, fit_method="median", fit_by_channel=False,
                 background_method="median", background_box_size=None,
@@ -159,7 +160,8 @@ def histogram_clip(image, mask, sigma_lower, sigma_upper):
         except RuntimeError:
             log.error("Gaussian fit failed; using the clipped centre and sigma")
     values = image.astype(np.float64)
-    return mask & ~(values < centre - sigma_lower * sigma) & ~(values > centre + sigma_upper * sigma)
+    low, high = centre - sigma_lower * sigma, centre + sigma_upper * sigma
+    return mask & ~(values < low) & ~(values > high)
 
 
 def scene_mask(rate, n_sigma=2.0, flat=None, fit_histogram=False):
@@ -235,22 +237,37 @@ def clean_ramp(data, gdq, mask, dqflags, *, axis, background_method="median",
     """Clean the ramp ``data`` (float32 (nints, ngroups, ny, nx), modified in place) group
     difference by group difference. ``mask``: background pixels, (ny, nx) or one plane
     per integration. Returns ``data``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+
     nints, ngroups = data.shape[:2]
     unusable = np.uint8(dqflags["DO_NOT_USE"] | dqflags["JUMP_DET"])
-    for i in range(nints):
+    # the differences are cleaned independently (the kernels release the GIL), a batch
+    # of them at once; the cleaned ramp is then summed in group order
+    workers = max(1, min(numba.get_num_threads(), ngroups - 1))
+
+    def clean(i, j, difference):
         scene = mask[i] if mask.ndim == 3 else mask
-        previous = data[i, 0].copy()    # the input value of the group before
-        for j in range(ngroups - 1):
-            current = data[i, j + 1].copy()
-            usable = scene & ((gdq[i, j + 1] & unusable) == 0)
-            cleaned = clean_image(current - previous, usable, axis=axis,
-                                  background_method=background_method,
-                                  background_box_size=background_box_size, n_sigma=n_sigma,
-                                  fit_by_channel=fit_by_channel, flat=flat)
-            if cleaned is None:
-                log.warning("no usable data in integration %d, group %d: not corrected",
-                            i + 1, j + 2)
-            else:
-                data[i, j + 1] = data[i, j] + cleaned
-            previous = current
+        usable = scene & ((gdq[i, j + 1] & unusable) == 0)
+        return clean_image(difference, usable, axis=axis, background_method=background_method,
+                           background_box_size=background_box_size, n_sigma=n_sigma,
+                           fit_by_channel=fit_by_channel, flat=flat)
+
+    with ThreadPoolExecutor(workers) as pool:
+        for i in range(nints):
+            previous = data[i, 0].copy()    # the input value of the group before
+            for j0 in range(0, ngroups - 1, workers):
+                batch = range(j0, min(ngroups - 1, j0 + workers))
+                inputs = [data[i, j + 1].copy() for j in batch]
+                below = [previous] + inputs[:-1]
+                results = list(pool.map(clean, [i] * len(batch), batch,
+                                        [a - b for a, b in zip(inputs, below)]))
+                for j, cleaned in zip(batch, results):
+                    if cleaned is None:
+                        log.warning("no usable data in integration %d, group %d: not "
+                                    "corrected", i + 1, j + 2)
+                    else:
+                        data[i, j + 1] = data[i, j] + cleaned
+                previous = inputs[-1]
     return data
