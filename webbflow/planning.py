@@ -298,7 +298,9 @@ def detector1_reftypes(meta, steps):
         if steps.get(step, {}).get("skip", False):
             continue
         reftypes = STEP_REFTYPES.get(step, ())
-        if step == "clean_flicker_noise" and steps.get(step, {}).get("apply_flat_field"):
+        block = steps.get(step, {})
+        if step == "clean_flicker_noise" and (block.get("apply_flat_field")
+                                              or block.get("autoparam")):
             reftypes = ("flat",)
         for reftype in reftypes:
             if reftype == "superbias" and instrument == "MIRI":

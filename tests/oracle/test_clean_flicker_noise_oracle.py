@@ -2,9 +2,9 @@
 same raw files (1/f noise added by the simulator), the same synthetic CRDS cache, the
 same other steps; rate and rateints compared at the stage-1 thresholds.
 
-Two parameter sets: the official defaults, and the other options carried (a scene mask
+Three parameter sets: the official defaults, the other options carried (a scene mask
 per integration, per-amplifier fits, the flat applied, the photutils background model,
-another clipping level, the histogram fit). Exposures: a NIRCam subarray with two
+another clipping level, the histogram fit), and autoparam. Exposures: a NIRCam subarray with two
 integrations (1/f along rows), a NIRISS subarray (fast axis along columns), a NIRCam
 full frame (four amplifiers, reference pixels on all sides) and MIRI imaging with two
 integrations (its vertical flicker: medians along columns)."""
@@ -36,6 +36,8 @@ VARIANTS = {
     "options": {"skip": False, "single_mask": False, "fit_by_channel": True,
                 "apply_flat_field": True, "background_method": "model", "n_sigma": 3.0,
                 "fit_histogram": True},
+    # the parameters chosen from the data (NIRCam, NIRISS; MIRI keeps the given ones)
+    "autoparam": {"skip": False, "autoparam": True},
 }
 
 
@@ -140,3 +142,25 @@ def test_kernels_equal_official_functions(seed):
             expected = median_clean(clean, ours, axis_to_correct, fit_by_channel=by_channel)
             got = _line_correction(clean, ours, axis_to_correct - 1, by_channel)
             assert np.array_equal(expected, got)
+
+
+def test_autoparam_decisions_equal_official():
+    """autoparam's decision tree on a grid of statistics around both exposure types'
+    limits: the same background_method and fit_by_channel as jwst 3.0's."""
+    import itertools
+    import logging
+
+    from jwst.clean_flicker_noise.autoparam import _image_decision_tree
+
+    from webbflow.steps.clean_flicker_noise import _AUTO_LIMITS, _decide
+
+    logging.getLogger("jwst").setLevel(logging.WARNING)
+    for limits in _AUTO_LIMITS.values():
+        official_limits = dict(limits, max_offset_low_mask=0.02)
+        grid = itertools.product((0.05, 0.07, 0.1, 0.2), (0.0, 0.03, 0.07, 0.1),
+                                 (0.0, 5e-6, 1e-5, 5e-5, 1e-4, 1e-3),
+                                 (float("nan"), 1.0, 3.0, 5.0, float("inf")), (0.01, 0.02, 0.05))
+        for stats in grid:
+            theirs = {}
+            _image_decision_tree(theirs, official_limits, *stats)
+            assert _decide(limits, *stats) == theirs, stats

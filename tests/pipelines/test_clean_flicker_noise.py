@@ -57,7 +57,7 @@ def _detector1(params, exp_type="NRC_IMAGE", instrument="NIRCAM"):
 
 @pytest.mark.parametrize("params, named", [
     ({"save_mask": True}, "save_mask"), ({"save_noise": True}, "save_noise"),
-    ({"save_background": True}, "save_background"), ({"autoparam": True}, "autoparam"),
+    ({"save_background": True}, "save_background"),
     ({"background_method": "median_image"}, "median_image"),
 ])
 def test_options_not_carried_are_one_clear_error(params, named):
@@ -202,3 +202,20 @@ def test_switched_on_it_takes_the_whole_cube_path():
     that asks for it is not streamed; switched off, streaming is as before."""
     assert _detector1({"skip": True}).streamable()
     assert not _detector1({"skip": False}).streamable()
+
+
+def test_flat_reference_asked_for_only_when_used():
+    from webbflow import planning
+
+    meta = {"instrument": {"name": "NIRCAM", "detector": "NRCA1"},
+            "exposure": {"type": "NRC_IMAGE"}}
+
+    def reftypes(**params):
+        steps = copy.deepcopy(CONFIG["detector1"]["steps"])
+        steps["clean_flicker_noise"].update(params)
+        return planning.detector1_reftypes(meta, steps)
+
+    assert "flat" not in reftypes(skip=True, apply_flat_field=True)
+    assert "flat" not in reftypes(skip=False)
+    assert "flat" in reftypes(skip=False, apply_flat_field=True)
+    assert "flat" in reftypes(skip=False, autoparam=True)

@@ -684,7 +684,6 @@ class Detector1:
 
     def do_clean_flicker_noise(self):
         from webbflow.steps import clean_flicker_noise as cfn
-        from webbflow.steps.ramp_fit import fit_ramps
 
         r = self.ramp
         p = {**cfn.DEFAULTS, **self.params("clean_flicker_noise")}
@@ -693,12 +692,30 @@ class Detector1:
         if bad:
             raise WebbflowError(self.source, "clean_flicker_noise: " + ", ".join(bad)
                                 + " not implemented in webbflow yet")
+        sub = r.meta.get("subarray", {})
+        axis = cfn.correction_axis(exp_type, sub.get("slowaxis"))
+        draft = []
+
+        def draft_rate():
+            """ramp_fit with its software defaults, made once: the fit result."""
+            if not draft:
+                draft.append(self._draft_rate())
+            return draft[0]
+
+        if p["autoparam"]:
+            chosen = None
+            if exp_type in ("NRC_IMAGE", "NIS_IMAGE") and draft_rate() is not None:
+                chosen = cfn.auto_parameters(exp_type, draft_rate().rate[0],
+                                             self._flicker_flat(exp_type), axis)
+            if chosen is None:
+                log.warning("clean_flicker_noise: no auto parameters for EXP_TYPE %s; the "
+                            "given ones are used", exp_type)
+            else:
+                p.update(chosen)
         if cfn.skipped_officially(p, exp_type):
             log.warning("clean_flicker_noise: fit_method %r is not applied to EXP_TYPE %s "
                         "(as officially): step skipped", p["fit_method"], exp_type)
             return "FAILED"
-        sub = r.meta.get("subarray", {})
-        axis = cfn.correction_axis(exp_type, sub.get("slowaxis"))
         by_channel = bool(p["fit_by_channel"])
         if by_channel and (str(sub.get("name", "")).upper() != "FULL" or self.is_miri):
             log.warning("clean_flicker_noise: fit_by_channel needs full-frame near-IR "
@@ -706,33 +723,18 @@ class Detector1:
             by_channel = False
         background = p["background_method"]
         background = None if str(background).lower() == "none" else background
-        flat = None
-        if p["apply_flat_field"]:
-            ref = self.ref("flat")
-            if ref is None:
-                log.warning("clean_flicker_noise: no FLAT for EXP_TYPE %s: not applied",
-                            exp_type)
-            else:
-                flat = cfn.prepare_flat(ref.full("data", np.float32))
+        flat = self._flicker_flat(exp_type) if p["apply_flat_field"] else None
         user_mask = p["user_mask"]
         if user_mask is not None and str(user_mask).lower() != "none":
             product = read_product(user_mask, require=("data",))
             mask = np.asarray(product["data"]).astype(bool)
             product.close()
         else:
-            gain, readnoise = self._gain_readnoise()
-            if gain is None:
-                raise WebbflowError(self.source, "clean_flicker_noise needs GAIN and READNOISE "
-                                                 "references for its draft rate")
-            # the draft rate: ramp_fit with its software defaults
-            options = dict(self._fit_options(), suppress_one_group=True)
-            draft = fit_ramps(r.data, r.gdq, r.pdq, readnoise, gain, self.dqflags,
-                              average_dark_current=r.average_dark_current,
-                              zeroframe=r.zeroframe, **options)
-            if draft is None:
+            fit = draft_rate()
+            if fit is None:
                 log.warning("clean_flicker_noise: no draft rate can be made: step skipped")
                 return "FAILED"
-            rate = draft.rate[0] if p["single_mask"] else draft.rateints[0]
+            rate = fit.rate[0] if p["single_mask"] else fit.rateints[0]
             mask = cfn.scene_mask(rate, p["n_sigma"], flat, p["fit_histogram"])
         nints = r.data.shape[0]
         if mask.shape[-2:] != r.data.shape[-2:] or (mask.ndim == 3 and mask.shape[0] != nints) \
@@ -745,6 +747,35 @@ class Detector1:
                                 background_box_size=p["background_box_size"],
                                 n_sigma=p["n_sigma"], fit_by_channel=by_channel, flat=flat)
         return "COMPLETE"
+
+    def _draft_rate(self):
+        """clean_flicker_noise's draft rate: ramp_fit with its software defaults on the
+        ramp after jump (None where ramp_fit makes no product)."""
+        from webbflow.steps.ramp_fit import fit_ramps
+
+        r = self.ramp
+        gain, readnoise = self._gain_readnoise()
+        if gain is None:
+            raise WebbflowError(self.source, "clean_flicker_noise needs GAIN and READNOISE "
+                                             "references for its draft rate")
+        options = dict(self._fit_options(), suppress_one_group=True)
+        return fit_ramps(r.data, r.gdq, r.pdq, readnoise, gain, self.dqflags,
+                         average_dark_current=r.average_dark_current, zeroframe=r.zeroframe,
+                         **options)
+
+    def _flicker_flat(self, exp_type):
+        """The FLAT as clean_flicker_noise reads it (bad pixels smoothed over), or None."""
+        from webbflow.steps.clean_flicker_noise import prepare_flat
+
+        if not hasattr(self, "_flicker_flat_data"):
+            ref = self.ref("flat")
+            if ref is None:
+                log.warning("clean_flicker_noise: no FLAT for EXP_TYPE %s: not applied",
+                            exp_type)
+                self._flicker_flat_data = None
+            else:
+                self._flicker_flat_data = prepare_flat(ref.full("data", np.float32))
+        return self._flicker_flat_data
 
     def do_persistence(self):
         from webbflow.steps.persistence import flag_persistence, persistence_group_times

@@ -21,7 +21,7 @@ untouched) where the official skips.
 
 Not carried: ``fit_method='fft'`` (NSClean) for the NIRSpec modes it is allowed on (for
 imaging the official skips it and so do we), the spectroscopic modes, MIRI's
-science-region masking, ``background_method='median_image'``, ``autoparam`` and the
+science-region masking, ``background_method='median_image'`` and the
 save_mask/save_background/save_noise products: asking for them is an error naming them.
 """
 
@@ -36,7 +36,7 @@ from webbflow.kernels.flicker import (clip_to_background, clipped_values, line_m
 log = logging.getLogger("webbflow.clean_flicker_noise")
 
 __all__ = ["DEFAULTS", "IMAGING_EXP_TYPES", "unsupported_options", "skipped_officially",
-           "correction_axis", "histogram_clip", "scene_mask", "prepare_flat", "clean_image",
+           "correction_axis", "auto_parameters", "histogram_clip", "scene_mask", "prepare_flat", "clean_image",
            "clean_ramp"]
 
 DEFAULTS = dict(autoparam=False, fit_method="median", fit_by_channel=False,
@@ -48,7 +48,7 @@ DEFAULTS = dict(autoparam=False, fit_method="median", fit_by_channel=False,
 # exposure types whose correction is carried (imaging; MIRI without science regions)
 IMAGING_EXP_TYPES = ("NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE", "MIR_IMAGE")
 # ``True`` switches of the official step webbflow does not carry
-_NOT_CARRIED = ("autoparam", "save_mask", "save_background", "save_noise")
+_NOT_CARRIED = ("save_mask", "save_background", "save_noise")
 
 
 def unsupported_options(params, exp_type):
@@ -230,6 +230,130 @@ def clean_image(image, mask, *, axis, background_method="median", background_box
         cleaned *= flat
     cleaned[nan] = np.nan
     return cleaned
+
+
+# autoparam: the official heuristic limits per exposure type
+_AUTO_LIMITS = {
+    "NIS_IMAGE": dict(mask_frac=0.07, max_offset_high_mask=0.07, max_slope_low_offset=1e-5,
+                      max_slope_high_offset=1e-4, slope_ratio=5.0, channel_sigma=0.02),
+    "NRC_IMAGE": dict(mask_frac=0.1, max_offset_high_mask=0.07, max_slope_low_offset=1e-5,
+                      max_slope_high_offset=1e-5, slope_ratio=3.0, channel_sigma=0.02),
+}
+
+
+def _quick_clean(rate, flat, axis):
+    """The draft rate (divided by the flat) median-cleaned with the default clipping:
+    returns (cleaned float32 image with NaNs kept, background mask)."""
+    image = np.array(rate, dtype=np.float32)
+    if flat is not None:
+        image /= flat
+    mask = clip_to_background(image, np.ones(image.shape, bool), 3.0, 2.0, False)
+    nan = np.isnan(image)
+    image[nan] = 0.0
+    mask[nan] = False
+    mask = clip_to_background(image, mask, 3.0, 3.0, True)
+    background = np.float32(masked_median(image, mask))
+    image -= background
+    mask = clip_to_background(image, mask, 3.0, 2.0, True)
+    image = _line_correction(image, mask, axis, False)
+    image += background
+    image[nan] = np.nan
+    return image, mask
+
+
+def _slope_and_scatter(profile):
+    """A straight line fit (numpy Polynomial) to the finite values of a 1-D profile: its
+    slope (per pixel) and the 10-sigma clipped std of the residuals."""
+    from astropy.stats import sigma_clipped_stats
+
+    good = np.isfinite(profile)
+    x = np.arange(profile.size)
+    line = np.polynomial.Polynomial.fit(x[good], profile[good], deg=1)
+    coef = line.convert().coef
+    slope = coef[1] if len(coef) > 1 else 0.0
+    _, _, scatter = sigma_clipped_stats(profile[good] - line(x[good]), sigma=10.0)
+    return slope, scatter
+
+
+def _channel_offset(profile):
+    """Largest difference of the 3-sigma clipped means of neighbouring 512-pixel
+    amplifier channels of a 2048-long profile (0 for other lengths)."""
+    from astropy.stats import sigma_clipped_stats
+
+    if profile.size != 2048:
+        return 0.0
+    means = np.array([sigma_clipped_stats(profile[c:c + 512], sigma=3.0)[0]
+                      for c in range(0, 2048, 512)])
+    return np.max(np.abs(means[1:] - means[:-1]))
+
+
+def _band_mean(image, axis, start, stop):
+    """Mean over the rows (``axis`` 0) or columns (1) between the fractions start and
+    stop of that axis, as the official rounds them."""
+    from fractions import Fraction
+
+    n = image.shape[axis]
+    i0, i1 = int(round(Fraction(start) * n)), int(round(Fraction(stop) * n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if axis == 0:
+            return np.nanmean(image[i0:i1, :], axis=0)
+        return np.nanmean(image[:, i0:i1], axis=1)
+
+
+def auto_parameters(exp_type, rate, flat, axis):
+    """``autoparam``: apply_flat_field, background_method and fit_by_channel chosen from
+    statistics of a quick median clean of the draft rate (NIRCam and NIRISS imaging, as
+    jwst 3.0); None for other exposure types (the given parameters stand)."""
+    from fractions import Fraction
+
+    limits = _AUTO_LIMITS.get(exp_type)
+    if limits is None:
+        return None
+    cleaned, mask = _quick_clean(rate, flat, axis)
+    background, mask = background_model(cleaned, mask)
+    cleaned[~mask] = background if np.ndim(background) == 0 else background[~mask]
+    mask_frac = np.sum(~mask) / mask.size
+    along_rows = _band_mean(cleaned, 0, Fraction(3, 8), Fraction(5, 8))
+    along_cols = _band_mean(cleaned, 1, Fraction(3, 8), Fraction(5, 8))
+    col_slope, row_scatter = _slope_and_scatter(along_rows)
+    row_slope, _ = _slope_and_scatter(along_cols)
+    if exp_type == "NIS_IMAGE":
+        _, channel_sigma = _slope_and_scatter(
+            _band_mean(cleaned, 0, Fraction(10, 12), Fraction(11, 12)))
+        max_offset = _channel_offset(along_cols)
+    else:
+        channel_sigma = row_scatter
+        max_offset = _channel_offset(along_rows)
+    slopes = np.abs([row_slope, col_slope])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope_ratio = np.max(slopes) / np.min(slopes)
+    chosen = dict(apply_flat_field=flat is not None, **_decide(
+        limits, mask_frac, max_offset, np.max(slopes), slope_ratio, channel_sigma))
+    log.info("clean_flicker_noise autoparam for %s: %s (mask fraction %.4g, channel offset "
+             "%.4g, slope %.4g, slope ratio %.4g, channel sigma %.4g)", exp_type, chosen,
+             mask_frac, max_offset, np.max(slopes), slope_ratio, channel_sigma)
+    return chosen
+
+
+def _decide(limits, mask_frac, max_offset, max_slope, slope_ratio, channel_sigma):
+    """The official decision tree: background 'model' where the cleaned background still
+    slopes, per-channel fits where the channels are offset (or scattered)."""
+    much_masked = mask_frac >= limits["mask_frac"]
+    offset = max_offset >= limits["max_offset_high_mask"]
+    slope_low = max_slope >= limits["max_slope_low_offset"]
+    slope_high = max_slope >= limits["max_slope_high_offset"]
+    if not much_masked and offset:
+        return dict(background_method="median", fit_by_channel=True)
+    if much_masked:
+        sloped = slope_high if offset else slope_low
+        return dict(background_method="model" if sloped else "median", fit_by_channel=False)
+    if slope_high or (slope_low and not slope_ratio >= limits["slope_ratio"]):
+        method = "model"
+    else:
+        method = "median"
+    by_channel = bool(max_offset > 0 and channel_sigma >= limits["channel_sigma"])
+    return dict(background_method=method, fit_by_channel=by_channel)
 
 
 def clean_ramp(data, gdq, mask, dqflags, *, axis, background_method="median",
