@@ -4,10 +4,11 @@ same other steps; rate and rateints compared at the stage-1 thresholds.
 
 Three parameter sets: the official defaults, the other options carried (a scene mask
 per integration, per-amplifier fits, the flat applied, the photutils background model,
-another clipping level, the histogram fit), and autoparam. Exposures: a NIRCam subarray with two
-integrations (1/f along rows), a NIRISS subarray (fast axis along columns), a NIRCam
-full frame (four amplifiers, reference pixels on all sides) and MIRI imaging with two
-integrations (its vertical flicker: medians along columns)."""
+another clipping level, the histogram fit), and autoparam. Exposures: a NIRCam subarray
+with two integrations (1/f along rows), a NIRISS subarray (fast axis along columns), a
+NIRCam full frame (four amplifiers, reference pixels on all sides), MIRI imaging with two
+integrations (its vertical flicker: medians along columns) and a NIRCam time series
+(30 integrations, calwebb_tso1's parameters)."""
 
 import copy
 
@@ -29,6 +30,7 @@ STEMS = {
     "nircam_full_frame": "jw01234001001_02101_00002_nrca1",
     "niriss_sub256": "jw01234002001_02101_00001_nis",
     "miri_sub256_2ints": "jw01234003001_02101_00001_mirimage",
+    "nircam_tso_30ints": "jw01234004001_02101_00001_nrca1",
 }
 
 VARIANTS = {
@@ -60,6 +62,10 @@ def flicker_program(tmp_path_factory):
         ExposureSpec(instrument="MIRI", detector="MIRIMAGE", exp_type="MIR_IMAGE",
                      filter="F770W", readpatt="FAST", ngroups=8, nints=2, subarray="SUB256",
                      xstart=413, ystart=51, xsize=256, ysize=256, observation=3, seed=54),
+        ExposureSpec(instrument="NIRCAM", detector="NRCA1", exp_type="NRC_TSIMAGE",
+                     filter="F200W", readpatt="RAPID", ngroups=5, nints=30, subarray="SUB64P",
+                     xstart=1, ystart=1, xsize=64, ysize=64, tso=True, observation=4, seed=55,
+                     flicker_noise=4.0),
     ], seed=5)
     return root
 

@@ -45,8 +45,9 @@ DEFAULTS = dict(autoparam=False, fit_method="median", fit_by_channel=False,
                 fit_histogram=False, single_mask=True, user_mask=None, save_mask=False,
                 save_background=False, save_noise=False)
 
-# exposure types whose correction is carried (imaging; MIRI without science regions)
-IMAGING_EXP_TYPES = ("NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE", "MIR_IMAGE")
+# exposure types whose correction is carried (imaging, NIRCam time series imaging too;
+# MIRI without science regions)
+IMAGING_EXP_TYPES = ("NRC_IMAGE", "NRC_TSIMAGE", "NIS_IMAGE", "FGS_IMAGE", "MIR_IMAGE")
 # ``True`` switches of the official step webbflow does not carry
 _NOT_CARRIED = ("save_mask", "save_background", "save_noise")
 
