@@ -315,7 +315,12 @@ def detector1_reftypes(meta, steps):
     for step in stage1_steps(meta):
         if steps.get(step, {}).get("skip", False):
             continue
-        for reftype in STEP_REFTYPES.get(step, ()):
+        reftypes = STEP_REFTYPES.get(step, ())
+        block = steps.get(step, {})
+        if step == "clean_flicker_noise" and (block.get("apply_flat_field")
+                                              or block.get("autoparam")):
+            reftypes = ("flat",)
+        for reftype in reftypes:
             if reftype == "superbias" and instrument == "MIRI":
                 continue
             if reftype not in wanted:

@@ -26,6 +26,10 @@ def official_steps(stage_config):
     for name, block in stage_config["steps"].items():
         if block.get("skip"):
             steps[name] = {"skip": True}
+    # steps switched on with parameters of their own (the official names)
+    flicker = stage_config["steps"].get("clean_flicker_noise", {})
+    if not flicker.get("skip", True):
+        steps["clean_flicker_noise"] = dict(flicker)
     refpix = steps.setdefault("refpix", {})
     if not refpix.get("skip"):
         refpix.update(override_refpix="N/A", override_sirskernel="N/A")

@@ -33,7 +33,7 @@ CAL_STEP = {
 }
 
 # steps not yet carried by webbflow: asking for them is an error, not a silent skip
-NOT_IMPLEMENTED = ("emicorr", "clean_flicker_noise")
+NOT_IMPLEMENTED = ("emicorr",)
 
 
 @dataclass
@@ -207,6 +207,18 @@ class Detector1:
         # streamed runs: the first integration of the chunk in self.ramp, of total_ints
         self.chunk_start = 0
         self.total_ints = ramp.gdq.shape[0]
+        self._check_options()
+
+    def _check_options(self):
+        """Options asked for that webbflow does not carry: one error before any work."""
+        from webbflow.steps.clean_flicker_noise import unsupported_options
+
+        if "clean_flicker_noise" in self.step_names and not self.skipped("clean_flicker_noise"):
+            bad = unsupported_options(self.params("clean_flicker_noise"),
+                                      _exposure(self.ramp.meta, "type") or "")
+            if bad:
+                raise WebbflowError(self.source, "clean_flicker_noise: " + ", ".join(bad)
+                                    + " not implemented in webbflow yet")
 
     # -- helpers
     def ref(self, reftype):
@@ -277,9 +289,10 @@ class Detector1:
         """Whether :meth:`run_streamed` can take this exposure: near-IR steps act on one
         integration at a time before jump, and jump and ramp_fit on rows, unless an
         option needs the whole cube (snowballs, showers, fitopt, group ranges,
-        persistence, the calibrated-ramp product) or ramp_fit is off (the whole-cube run
-        then stops with the official message). MIRI: reset and dark take the chunk's
-        integration numbers; rscd, which decides on every integration's saturation flags
+        persistence, clean_flicker_noise, which needs whole frames of every group after
+        jump and a draft rate, the calibrated-ramp product) or ramp_fit is off (the
+        whole-cube run then stops with the official message). MIRI: reset and dark take
+        the chunk's integration numbers; rscd, which decides on every integration's saturation flags
         at once, reads and writes only the group DQ, and no later step before jump reads
         that, so it runs once on the whole frame's DQ after the pass. MIRI refpix (a stop
         state across integrations) and charge_migration (reads the DQ after rscd) keep
@@ -293,6 +306,8 @@ class Detector1:
             return False
         return not (save_calibrated_ramp or fit.get("skip")
                     or jump.get("expand_large_events") or jump.get("find_showers")
+                    or ("clean_flicker_noise" in self.step_names
+                        and not self.skipped("clean_flicker_noise"))
                     or fit.get("save_opt") or fit.get("firstgroup") is not None
                     or fit.get("lastgroup") is not None
                     or (not persistence.get("skip", False)
@@ -666,6 +681,101 @@ class Detector1:
             if stats.get(key) is not None:
                 r.meta.setdefault("exposure", {})[key] = stats[key]
         return "COMPLETE"
+
+    def do_clean_flicker_noise(self):
+        from webbflow.steps import clean_flicker_noise as cfn
+
+        r = self.ramp
+        p = {**cfn.DEFAULTS, **self.params("clean_flicker_noise")}
+        exp_type = _exposure(r.meta, "type")
+        bad = cfn.unsupported_options(p, exp_type)
+        if bad:
+            raise WebbflowError(self.source, "clean_flicker_noise: " + ", ".join(bad)
+                                + " not implemented in webbflow yet")
+        sub = r.meta.get("subarray", {})
+        axis = cfn.correction_axis(exp_type, sub.get("slowaxis"))
+        draft = []
+
+        def draft_rate():
+            """ramp_fit with its software defaults, made once: the fit result."""
+            if not draft:
+                draft.append(self._draft_rate())
+            return draft[0]
+
+        if p["autoparam"]:
+            chosen = None
+            if exp_type in ("NRC_IMAGE", "NIS_IMAGE") and draft_rate() is not None:
+                chosen = cfn.auto_parameters(exp_type, draft_rate().rate[0],
+                                             self._flicker_flat(exp_type), axis)
+            if chosen is None:
+                log.warning("clean_flicker_noise: no auto parameters for EXP_TYPE %s; the "
+                            "given ones are used", exp_type)
+            else:
+                p.update(chosen)
+        if cfn.skipped_officially(p, exp_type):
+            log.warning("clean_flicker_noise: fit_method %r is not applied to EXP_TYPE %s "
+                        "(as officially): step skipped", p["fit_method"], exp_type)
+            return "FAILED"
+        by_channel = bool(p["fit_by_channel"])
+        if by_channel and (str(sub.get("name", "")).upper() != "FULL" or self.is_miri):
+            log.warning("clean_flicker_noise: fit_by_channel needs full-frame near-IR "
+                        "data; off")
+            by_channel = False
+        background = p["background_method"]
+        background = None if str(background).lower() == "none" else background
+        flat = self._flicker_flat(exp_type) if p["apply_flat_field"] else None
+        user_mask = p["user_mask"]
+        if user_mask is not None and str(user_mask).lower() != "none":
+            product = read_product(user_mask, require=("data",))
+            mask = np.asarray(product["data"]).astype(bool)
+            product.close()
+        else:
+            fit = draft_rate()
+            if fit is None:
+                log.warning("clean_flicker_noise: no draft rate can be made: step skipped")
+                return "FAILED"
+            rate = fit.rate[0] if p["single_mask"] else fit.rateints[0]
+            mask = cfn.scene_mask(rate, p["n_sigma"], flat, p["fit_histogram"])
+        nints = r.data.shape[0]
+        if mask.shape[-2:] != r.data.shape[-2:] or (mask.ndim == 3 and mask.shape[0] != nints) \
+                or mask.ndim not in (2, 3):
+            log.warning("clean_flicker_noise: mask shape %s does not match the data %s: "
+                        "step skipped", mask.shape, r.data.shape)
+            return "FAILED"
+        r.data = cfn.clean_ramp(r.data, r.gdq, mask, self.dqflags, axis=axis,
+                                background_method=background,
+                                background_box_size=p["background_box_size"],
+                                n_sigma=p["n_sigma"], fit_by_channel=by_channel, flat=flat)
+        return "COMPLETE"
+
+    def _draft_rate(self):
+        """clean_flicker_noise's draft rate: ramp_fit with its software defaults on the
+        ramp after jump (None where ramp_fit makes no product)."""
+        from webbflow.steps.ramp_fit import fit_ramps
+
+        r = self.ramp
+        gain, readnoise = self._gain_readnoise()
+        if gain is None:
+            raise WebbflowError(self.source, "clean_flicker_noise needs GAIN and READNOISE "
+                                             "references for its draft rate")
+        options = dict(self._fit_options(), suppress_one_group=True)
+        return fit_ramps(r.data, r.gdq, r.pdq, readnoise, gain, self.dqflags,
+                         average_dark_current=r.average_dark_current, zeroframe=r.zeroframe,
+                         **options)
+
+    def _flicker_flat(self, exp_type):
+        """The FLAT as clean_flicker_noise reads it (bad pixels smoothed over), or None."""
+        from webbflow.steps.clean_flicker_noise import prepare_flat
+
+        if not hasattr(self, "_flicker_flat_data"):
+            ref = self.ref("flat")
+            if ref is None:
+                log.warning("clean_flicker_noise: no FLAT for EXP_TYPE %s: not applied",
+                            exp_type)
+                self._flicker_flat_data = None
+            else:
+                self._flicker_flat_data = prepare_flat(ref.full("data", np.float32))
+        return self._flicker_flat_data
 
     def do_persistence(self):
         from webbflow.steps.persistence import flag_persistence, persistence_group_times

@@ -30,6 +30,7 @@ read at ``(k + 1) * frame_time`` after the reset):
    physical kernel, centre < 1; the IPC reference is its inverse, centre > 1);
 4. ``+`` MIRI reset anomaly (removed by the RESET reference), ``+`` per-amplifier,
    per-column-parity bias drift shared with the reference pixels (removed by refpix),
+   ``+`` optional 1/f (flicker) noise (off by default, :func:`flicker_frame`),
    ``+`` Gaussian read noise ``sigma_frame``;
    (Poisson and read-noise deviates come from counter-based splitmix64 streams seeded
    from ``rng``: reproducible by seed and independent of the numba thread count);
@@ -68,6 +69,7 @@ __all__ = [
     "reference_rscd_table",
     "reference_reset",
     "reset_anomaly",
+    "flicker_frame",
     "CR_DTYPE",
     "RSCD_DTYPE",
 ]
@@ -359,6 +361,54 @@ def _amp_map(ny, nx, instrument, fastaxis, slowaxis):
     return np.ascontiguousarray(dms, dtype=np.uint8)
 
 
+def _pink_series(gen, n):
+    """A zero-mean, unit-variance series of ``n`` samples with a 1/f power spectrum
+    (white Gaussian deviates shaped in Fourier space; no power at zero frequency)."""
+    spectrum = np.fft.rfft(gen.standard_normal(n))
+    freq = np.fft.rfftfreq(n)
+    spectrum[0] = 0.0
+    spectrum[1:] /= np.sqrt(freq[1:])
+    series = np.fft.irfft(spectrum, n)
+    return series / series.std()
+
+
+def flicker_frame(gen, shape, fastaxis, slowaxis, noutputs, sigma, amp_fraction=0.25):
+    """One read frame of 1/f noise (float32 DN, DMS orientation, ``shape`` (ny, nx)).
+
+    H2RG readout in the detector frame: the ``noutputs`` amplifiers read their stripes
+    of the fast axis in parallel, pixel by pixel along the fast axis and row by row
+    along the slow one, with 12 pixel times of overhead per row (the clocking behind
+    the frame time); alternate amplifiers read in opposite directions. Each amplifier's
+    sample stream is a 1/f series, ``1 - amp_fraction`` of its variance shared by all
+    amplifiers (the common mode) and ``amp_fraction`` its own, so the noise is correlated
+    along the fast read direction (stripes along rows for NIRCam, columns for NIRISS)
+    and differs between amplifiers. Each amplifier's frame mean is taken out: a frame-wide
+    offset per amplifier is the bias drift the reference pixels track (``bias_drift``),
+    not flicker. ``sigma``: rms per pixel (before that mean is removed).
+    """
+    ny, nx = shape
+    dny, dnx = (ny, nx) if abs(fastaxis) == 1 else (nx, ny)
+    noutputs = noutputs if dnx % noutputs == 0 else 1
+    width = dnx // noutputs
+    nsamp = dny * (width + 12)
+    common = _pink_series(gen, nsamp)
+    det = np.empty((dny, dnx), np.float64)
+    for amp in range(noutputs):
+        series = np.sqrt(1.0 - amp_fraction) * common
+        if amp_fraction > 0:
+            series = series + np.sqrt(amp_fraction) * _pink_series(gen, nsamp)
+        block = series.reshape(dny, width + 12)[:, :width]
+        block = block - block.mean()
+        det[:, amp * width:(amp + 1) * width] = block[:, ::-1] if amp % 2 else block
+    det *= sigma
+    # detector -> DMS, as in _amp_map
+    if abs(fastaxis) == 1:
+        dms = det[::int(np.sign(slowaxis)), ::int(np.sign(fastaxis))]
+    else:
+        dms = np.swapaxes(det, -2, -1)[::int(np.sign(fastaxis)), ::int(np.sign(slowaxis))]
+    return np.ascontiguousarray(dms, dtype=np.float32)
+
+
 def _ref_mask(shape, nref):
     ny, nx = shape
     b, t, l, r = nref
@@ -542,7 +592,8 @@ def simulate_exposure(rng, rate_dn_s, det: DetectorModel, *, xstart=1, ystart=1,
                       cosmic_ray_rate=1.5e-5, large_event_rate=1e-9,
                       cr_charge_median_e=1500.0, include_ipc=False,
                       miri_reset_anomaly=False, bias_drift=True, noiseless=False,
-                      quantize=True):
+                      quantize=True, flicker_noise=0.0, flicker_amp_fraction=0.25,
+                      noutputs=None):
     """Simulate a raw ramp (``uncal`` SCI) on a subarray of ``det``.
 
     Parameters
@@ -569,6 +620,15 @@ def simulate_exposure(rng, rate_dn_s, det: DetectorModel, *, xstart=1, ystart=1,
         and the reference-pixel-tracked bias drift.
     noiseless : bool
         No Poisson noise, no read noise, no bias drift: groups follow the model exactly.
+    flicker_noise : float
+        rms (raw DN per read frame) of 1/f noise added to every read frame, reference
+        pixels included (:func:`flicker_frame`); 0 (the default) adds none and leaves every
+        other deviate unchanged (its stream is seeded apart from them).
+    flicker_amp_fraction : float
+        Share of the 1/f variance independent per amplifier (the rest is common mode).
+    noutputs : int or None
+        Amplifiers reading the subarray (NOUTPUTS); None: 4 when the fast axis spans the
+        full 2048 pixels, else 1. Only the flicker noise uses it.
     quantize : bool
         Round and clip to uint16 (the ``uncal`` convention); False returns float32.
 
@@ -674,6 +734,14 @@ def simulate_exposure(rng, rate_dn_s, det: DetectorModel, *, xstart=1, ystart=1,
     ipc_k = det.ipc_kernel.astype(np.float64)
     seed = int(rng.integers(0, 2 ** 63))      # counter-based streams for Poisson/read noise
     nreads = read_list.size
+    flicker_on = flicker_noise > 0 and not noiseless
+    if flicker_on and miri:
+        raise ValueError("the 1/f noise model is the near-IR (H2RG) readout's; not for MIRI")
+    if flicker_on:
+        # a stream of its own, so that switching it on changes no other deviate
+        flicker_gen = np.random.default_rng([seed, 0x1F])
+        fast_len = shape[1] if abs(det.fastaxis) == 1 else shape[0]
+        outputs = noutputs or (4 if fast_len == 2048 else 1)
 
     def store(dst, src):
         if quantize:
@@ -718,6 +786,9 @@ def simulate_exposure(rng, rate_dn_s, det: DetectorModel, *, xstart=1, ystart=1,
                     offsets = offsets + rng.normal(0.0, det.bias_drift_step, namp)
                 frame += offsets.astype(f32)[amp]
                 drift_groups[i, g] += f32(offsets / nframes)
+            if flicker_on:
+                frame += flicker_frame(flicker_gen, shape, det.fastaxis, det.slowaxis, outputs,
+                                       float(flicker_noise), float(flicker_amp_fraction))
             if not noiseless:
                 _add_normal(frame, sigma64, seed, 2 * (i * nreads + r) + 1)
             if r == 0:

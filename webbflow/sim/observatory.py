@@ -473,7 +473,8 @@ def _simulate_exposure(outdir, spec, det, cosmic_ray_rate, opt=None, sky=None):
         rng, rate, det, xstart=spec.xstart, ystart=spec.ystart, xsize=xsize, ysize=ysize,
         nints=spec.nints, ngroups=spec.ngroups, nframes=nframes, groupgap=groupgap,
         frame_time=meta["exposure"]["frame_time"], cosmic_ray_rate=cosmic_ray_rate,
-        include_ipc=True, miri_reset_anomaly=det.is_miri)
+        include_ipc=True, miri_reset_anomaly=det.is_miri, flicker_noise=spec.flicker_noise,
+        flicker_amp_fraction=spec.flicker_amp_fraction, noutputs=spec.outputs)
     table = int_times(meta)
     paths = []
     for segment, first, last in spec.segment_ranges():

@@ -83,6 +83,10 @@ class ExposureSpec:
     # point with the subarray's own aperture (V2_REF/V3_REF at the subarray centre, as
     # the SIAF subarray apertures do) rather than the full-frame detector's
     subarray_aperture: bool = False
+    # 1/f (flicker) noise: rms raw DN per read frame (0: none, the default) and the share
+    # of its variance independent per amplifier (webbflow.sim.detector.flicker_frame)
+    flicker_noise: float = 0.0
+    flicker_amp_fraction: float = 0.25
     seed: int = 1
     scene: dict = field(default_factory=dict, hash=False, compare=False)
 
