@@ -38,16 +38,30 @@ def _mean_std(values, n):
 
 
 @njit
-def _clipped_stats(values, n, sigma, maxiters):
-    """astropy ``sigma_clipped_stats(values[:n], sigma=sigma, maxiters=maxiters)`` with
-    the default median centre and std: returns (mean, median, std). ``values`` is
-    reordered and compacted in place."""
+def _masked_finite(image, mask):
+    """The finite values of ``image`` where ``mask`` is set (float64, row-major order)
+    in a buffer of the image's size, and how many there are."""
+    ny, nx = image.shape
+    values = np.empty(ny * nx, np.float64)
+    n = 0
+    for y in range(ny):
+        for x in range(nx):
+            if mask[y, x]:
+                v = np.float64(image[y, x])
+                if np.isfinite(v):
+                    values[n] = v
+                    n += 1
+    return values, n
+
+
+@njit
+def _clip(values, n, sigma, maxiters):
+    """astropy ``sigma_clip`` rounds (median centre, population std) on values[:n],
+    compacting the kept values in place; returns how many are kept."""
     changed = 1
     iteration = 0
-    while changed != 0 and iteration < maxiters:
+    while changed != 0 and iteration < maxiters and n > 0:
         iteration += 1
-        if n == 0:
-            break
         centre = np.median(values[:n])
         _, spread = _mean_std(values, n)
         low = centre - spread * sigma
@@ -60,6 +74,15 @@ def _clipped_stats(values, n, sigma, maxiters):
                 m += 1
         changed = n - m
         n = m
+    return n
+
+
+@njit
+def _clipped_stats(values, n, sigma, maxiters):
+    """astropy ``sigma_clipped_stats(values[:n], sigma=sigma, maxiters=maxiters)`` with
+    the default median centre and std: returns (mean, median, std). ``values`` is
+    reordered and compacted in place."""
+    n = _clip(values, n, sigma, maxiters)
     if n == 0:
         return np.nan, np.nan, np.nan
     mean, spread = _mean_std(values, n)
@@ -71,33 +94,8 @@ def clipped_values(image, mask):
     """The masked finite values of ``image`` (float64, in row-major order) that
     astropy's ``sigma_clipped_stats(image, mask=~mask, sigma=3)`` keeps after its
     clipping rounds; their mean, median and std are its statistics."""
-    ny, nx = image.shape
-    values = np.empty(ny * nx, np.float64)
-    n = 0
-    for y in range(ny):
-        for x in range(nx):
-            if mask[y, x]:
-                v = np.float64(image[y, x])
-                if np.isfinite(v):
-                    values[n] = v
-                    n += 1
-    changed = 1
-    iteration = 0
-    while changed != 0 and iteration < 5 and n > 0:
-        iteration += 1
-        centre = np.median(values[:n])
-        _, spread = _mean_std(values, n)
-        low = centre - spread * 3.0
-        high = centre + spread * 3.0
-        m = 0
-        for k in range(n):
-            v = values[k]
-            if v >= low and v <= high:
-                values[m] = v
-                m += 1
-        changed = n - m
-        n = m
-    return values[:n].copy()
+    values, n = _masked_finite(image, mask)
+    return values[:_clip(values, n, 3.0, 5)].copy()
 
 
 @njit
@@ -106,15 +104,7 @@ def clip_to_background(image, mask, sigma_lower, sigma_upper, lower_half_only):
     below the background bounds switched off; the input mask is not modified."""
     ny, nx = image.shape
     out = mask.copy()
-    values = np.empty(ny * nx, np.float64)
-    n = 0
-    for y in range(ny):
-        for x in range(nx):
-            if mask[y, x]:
-                v = np.float64(image[y, x])
-                if np.isfinite(v):
-                    values[n] = v
-                    n += 1
+    values, n = _masked_finite(image, mask)
     any_mask = False
     for y in range(ny):
         for x in range(nx):
