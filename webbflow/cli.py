@@ -15,7 +15,6 @@ from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import read_product, write_product
 from webbflow.pipelines.detector1 import check_raw_exposure, run_stage1
-from webbflow.pipelines.image2 import run_image2
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
@@ -99,6 +98,10 @@ def image2(argv=None):
         return stage, planning.image2_reftypes(stage["steps"])
 
     def run(path, refs, stage, context, args):
+        # imported here: its WCS stack (astropy.modeling, coordinates) costs a stage-1
+        # process ~0.8 s and ~90 MB
+        from webbflow.pipelines.image2 import run_image2
+
         return run_image2(path, refs, stage, PIXEL, context=context,
                           backgrounds=args.background)
 

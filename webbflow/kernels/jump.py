@@ -417,56 +417,35 @@ def _neighbor_sources(data, gdq, gain, med, sig, dnu, sat, jump, rmin, rmax, src
 
 
 @njit
-def _source_at_or_beside(src, i, k, y, x):
-    """Whether pixel (y, x) or one of its four edge neighbours is a source at group k."""
-    ny, nx = src.shape[2], src.shape[3]
-    f = src[i, k, y, x]
-    if y > 0:
-        f |= src[i, k, y - 1, x]
-    if y < ny - 1:
-        f |= src[i, k, y + 1, x]
-    if x > 0:
-        f |= src[i, k, y, x - 1]
-    if x < nx - 1:
-        f |= src[i, k, y, x + 1]
-    return f != 0
+def _flag_unless(gdq, i, k, y, x, dnu_sat, jump):
+    if (gdq[i, k, y, x] & dnu_sat) == 0:
+        gdq[i, k, y, x] |= jump
 
 
-@njit(parallel=True)
+@njit
 def _apply_neighbors(gdq, src, dnu, sat, jump):
-    """JUMP_DET where this pixel or an edge neighbour is a source, unless SAT/DNU."""
+    """JUMP_DET on every source and its four edge neighbours, unless SAT/DNU.
+
+    Sources are sparse (cosmic-ray hits), so the cube is scanned once for them and only
+    their neighbourhoods are written; serial, so no two threads write one pixel.
+    """
     nints, ngroups, ny, nx = gdq.shape
     dnu_sat = dnu | sat
-    for y in prange(ny):
-        for i in range(nints):
-            for k in range(1, ngroups):
+    for i in range(nints):
+        for k in range(1, ngroups):
+            for y in range(ny):
                 for x in range(nx):
-                    if gdq[i, k, y, x] & dnu_sat:
+                    if src[i, k, y, x] == 0:
                         continue
-                    if _source_at_or_beside(src, i, k, y, x):
-                        gdq[i, k, y, x] |= jump
-
-
-@njit(parallel=True)
-def _apply_neighbors_cleanup(gdq, src, dnu, sat, jump):
-    """:func:`_apply_neighbors` followed by :func:`_cleanup` in one pass (valid when
-    nothing runs in between: the first never touches DO_NOT_USE/SATURATED groups, the
-    second only those)."""
-    nints, ngroups, ny, nx = gdq.shape
-    dnu_sat = dnu | sat
-    for y in prange(ny):
-        for i in range(nints):
-            for k in range(ngroups):
-                for x in range(nx):
-                    v = gdq[i, k, y, x]
-                    if v & dnu_sat:
-                        if v & jump:
-                            gdq[i, k, y, x] = v - jump
-                        continue
-                    if k == 0:
-                        continue
-                    if _source_at_or_beside(src, i, k, y, x):
-                        gdq[i, k, y, x] = v | jump
+                    _flag_unless(gdq, i, k, y, x, dnu_sat, jump)
+                    if y > 0:
+                        _flag_unless(gdq, i, k, y - 1, x, dnu_sat, jump)
+                    if y < ny - 1:
+                        _flag_unless(gdq, i, k, y + 1, x, dnu_sat, jump)
+                    if x > 0:
+                        _flag_unless(gdq, i, k, y, x - 1, dnu_sat, jump)
+                    if x < nx - 1:
+                        _flag_unless(gdq, i, k, y, x + 1, dnu_sat, jump)
 
 
 @njit(parallel=True)

@@ -37,7 +37,6 @@ from webbflow.kernels.jump import (
     MODE_SINGLE_PASS,
     _after_jump,
     _apply_neighbors,
-    _apply_neighbors_cleanup,
     _cleanup,
     _detect,
     _neighbor_sources,
@@ -135,7 +134,6 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
     noise_fails = min_usable_groups < 3
 
     num_primary = -99
-    cleaned = False
     # stcal NaNs DO_NOT_USE/SATURATED groups of its electron cube in place during
     # detection; the shower search later sees that cube
     shower_nan = None
@@ -186,11 +184,7 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
                 if flag_4_neighbors:  # sources must see the cleared planes
                     _neighbor_sources(data, gdq, gain, med, sig, dnu, sat, jump, rmin, rmax, src)
         if flag_4_neighbors:
-            if after:
-                _apply_neighbors(gdq, src, dnu, sat, jump)
-            else:  # nothing in between: neighbours and JUMP_DET cleanup in one pass
-                _apply_neighbors_cleanup(gdq, src, dnu, sat, jump)
-                cleaned = True
+            _apply_neighbors(gdq, src, dnu, sat, jump)
         del src
         if after:
             gmed = float(np.nanmedian(gain)) if gain_median is None else float(gain_median)
@@ -199,8 +193,7 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
                         float(after_jump_flag_dn2) * gmed, n2)
     else:
         stats["skipped"] = True
-    if not cleaned:
-        _cleanup(gdq, dnu, sat, jump)
+    _cleanup(gdq, dnu, sat, jump)
     stats["n_primary_crs"] = num_primary
     if expand_large_events:
         stats["n_extended_events"] = _flag_snowballs(
