@@ -152,17 +152,23 @@ class _RateAssembly:
     def __init__(self, nints, ny, nx):
         self.rate = [np.empty((ny, nx), t) for t in self.DTYPES]
         self.rateints = [np.empty((nints, ny, nx), t) for t in self.DTYPES]
+        self.chisq = None  # LIKELY's chi square image, when the fits return one
 
     def add(self, rows, part):
         for whole, piece in zip(self.rate, part.rate):
             whole[rows] = piece
         for whole, piece in zip(self.rateints, part.rateints):
             whole[:, rows] = piece
+        if part.chisq is not None:
+            if self.chisq is None:
+                self.chisq = np.empty(self.rate[0].shape, np.float32)
+            self.chisq[rows] = part.chisq
 
     def result(self):
         from webbflow.steps.ramp_fit import RampFitResult
 
-        return RampFitResult(rate=tuple(self.rate), rateints=tuple(self.rateints))
+        return RampFitResult(rate=tuple(self.rate), rateints=tuple(self.rateints),
+                             chisq=self.chisq)
 
 
 class _WholeFrameNeeded(Exception):
@@ -308,7 +314,8 @@ class Detector1:
                     or jump.get("expand_large_events") or jump.get("find_showers")
                     or ("clean_flicker_noise" in self.step_names
                         and not self.skipped("clean_flicker_noise"))
-                    or fit.get("save_opt") or fit.get("firstgroup") is not None
+                    or (fit.get("save_opt") and self.fit_algorithm() != "LIKELY")
+                    or fit.get("firstgroup") is not None
                     or fit.get("lastgroup") is not None
                     or (not persistence.get("skip", False)
                         and persistence.get("persistence_time") is not None))
@@ -360,8 +367,9 @@ class Detector1:
             self.chunk_start = 0
             for step in deferred:
                 statuses[step] = "SKIPPED" if self.skipped(step) else self.run_step(step)
-            if self.params("ramp_fit").get("suppress_one_group", True):
-                frame.zeroframe = None  # unused from here on
+            if (self.params("ramp_fit").get("suppress_one_group", True)
+                    and self.fit_algorithm() != "LIKELY"):
+                frame.zeroframe = None  # unused from here on (LIKELY fits it)
             for step, status in statuses.items():
                 self.mark(step, status)
             self._jump_and_fit_by_rows(store)
@@ -793,10 +801,41 @@ class Detector1:
             dn_threshold=p.get("dn_threshold"), persistence_dnu=p.get("persistence_dnu", False))
         return status
 
+    def fit_algorithm(self):
+        """The ramp_fit algorithm that runs, as jwst decides it: ``read_times`` in the
+        exposure (uneven sampling) force LIKELY; LIKELY with fewer than 4 groups falls
+        back to OLS_C."""
+        from webbflow.steps.ramp_fit_likely import LIKELY_MIN_NGROUPS
+
+        algorithm = str(self.params("ramp_fit").get("algorithm", "OLS_C")).upper()
+        if algorithm not in ("OLS_C", "LIKELY"):
+            raise WebbflowError(self.source, f"ramp_fit algorithm {algorithm!r}: "
+                                             "must be OLS_C or LIKELY")
+        read_times = _exposure(self.ramp.meta, "read_times")
+        if read_times is not None and len(read_times) > 0 and algorithm != "LIKELY":
+            if not getattr(self, "_forced_logged", False):
+                log.warning("Setting the algorithm to LIKELY for unevenly sampled exposure")
+                self._forced_logged = True
+            algorithm = "LIKELY"
+        ngroups = self.ramp.gdq.shape[1]
+        if algorithm == "LIKELY" and ngroups < LIKELY_MIN_NGROUPS:
+            if not getattr(self, "_fallback_logged", False):
+                log.warning("ramp_fit: the LIKELY algorithm needs at least %d groups, this "
+                            "exposure has %d: OLS_C is used, as officially",
+                            LIKELY_MIN_NGROUPS, ngroups)
+                self._fallback_logged = True
+            algorithm = "OLS_C"
+        return algorithm
+
     def _fit_options(self):
         """fit_ramps keywords from the exposure and the ramp_fit parameters."""
         meta = self.ramp.meta
+        algorithm = self.fit_algorithm()
+        read_times = _exposure(meta, "read_times")
+        readtimes = (None if algorithm != "LIKELY" or read_times is None or len(read_times) == 0
+                     else [np.atleast_1d(np.asarray(t, np.float64)) for t in read_times])
         return dict(
+            algorithm=algorithm, readtimes=readtimes,
             frame_time=_exposure(meta, "frame_time"), group_time=_exposure(meta, "group_time"),
             nframes=_exposure(meta, "nframes"), groupgap=_exposure(meta, "groupgap"),
             drop_frames1=_exposure(meta, "drop_frames1") or 0,
@@ -810,6 +849,8 @@ class Detector1:
         from webbflow.steps.ramp_fit import miri_drop
 
         gdq = self.ramp.gdq
+        if self.fit_algorithm() == "LIKELY":
+            return None, False  # LIKELY drops no MIRI groups and always makes a product
         kept, first = None, 0
         if self.is_miri and gdq.shape[1] > 1:
             kept = miri_drop(gdq, self.dqflags)
@@ -908,7 +949,7 @@ def run_stage1(uncal_path, refs, config, dqflags, *, context):
 
 def run_detector1(uncal_path, refs, config, dqflags, *, context):
     """Calibrate one raw exposure. Returns {"rate", "rateints", ["ramp"], ["fitopt"]}
-    as Products; the caller writes them."""
+    (OLS_C) or ["likely_chisq"] (LIKELY) as Products; the caller writes them."""
     import copy
 
     from webbflow.crds.references import provenance
@@ -946,6 +987,10 @@ def run_detector1(uncal_path, refs, config, dqflags, *, context):
     outputs["rate"] = _image_product("ImageModel", rate_meta, fit.rate)
     outputs["rateints"] = _image_product("CubeModel", copy.deepcopy(rate_meta), fit.rateints,
                                          ramp.int_times)
+    if fit.chisq is not None and pipeline.params("ramp_fit").get("save_opt"):
+        # LIKELY's optional product: the chi square of the fits (jwst suffix likely_chisq)
+        outputs["likely_chisq"] = Product("ImageModel", meta=copy.deepcopy(meta),
+                                          arrays={"data": np.asarray(fit.chisq, np.float32)})
     if fit.fitopt:
         outputs["fitopt"] = Product("RampFitOutputModel", meta=copy.deepcopy(meta),
                                     arrays={k: np.asarray(v, np.float32) for k, v in fit.fitopt.items()})
