@@ -47,6 +47,14 @@ class Ramp:
     zeroframe: np.ndarray | None
     int_times: np.ndarray | None
     average_dark_current: np.ndarray | None = None
+    # a ZEROFRAME extension whose ZEROFRAM keyword is not set: the steps leave it alone,
+    # ramp_fit still reads it (as officially: the steps test the keyword, stcal the array)
+    raw_zeroframe: np.ndarray | None = None
+
+    def fit_zeroframe(self, rows=slice(None)):
+        """The zero frame ramp_fit sees (rows of it), or None."""
+        zf = self.zeroframe if self.zeroframe is not None else self.raw_zeroframe
+        return None if zf is None else np.ascontiguousarray(zf[:, rows])
 
 
 def _text(value):
@@ -121,8 +129,11 @@ def open_ramp(path):
            else np.zeros(shape[-2:], dtype=np.uint32))
     zeroframe = (np.asarray(product["zeroframe"], dtype=np.float32)
                  if product.has("zeroframe") else None)
+    raw = None
+    if zeroframe is not None and not _exposure(product.meta, "zero_frame"):
+        zeroframe, raw = None, zeroframe
     ramp = Ramp(meta=product.meta, data=None, gdq=gdq, pdq=pdq, zeroframe=zeroframe,
-                int_times=product.tables.get("int_times"))
+                int_times=product.tables.get("int_times"), raw_zeroframe=raw)
     product.close()
     return ramp, product
 
@@ -369,7 +380,7 @@ class Detector1:
                 statuses[step] = "SKIPPED" if self.skipped(step) else self.run_step(step)
             if (self.params("ramp_fit").get("suppress_one_group", True)
                     and self.fit_algorithm() != "LIKELY"):
-                frame.zeroframe = None  # unused from here on (LIKELY fits it)
+                frame.zeroframe = frame.raw_zeroframe = None  # unused from here on
             for step, status in statuses.items():
                 self.mark(step, status)
             self._jump_and_fit_by_rows(store)
@@ -433,7 +444,7 @@ class Detector1:
             if no_product:
                 continue
             dark = None if r.average_dark_current is None else r.average_dark_current[y0:y1]
-            zeroframe = None if r.zeroframe is None else r.zeroframe[:, y0:y1]
+            zeroframe = r.fit_zeroframe(slice(y0, y1))
             fit.add(slice(y0, y1), fit_ramps(
                 data[:, :, keep], r.gdq[:, :, y0:y1], r.pdq[y0:y1], readnoise[keep], gain[keep],
                 self.dqflags, average_dark_current=dark, zeroframe=zeroframe, miri_groups=kept,
@@ -539,7 +550,7 @@ class Detector1:
             xstart=sub.get("xstart", 1), ystart=sub.get("ystart", 1),
             xsize=sub.get("xsize"), ysize=sub.get("ysize"),
             noutputs=_exposure(r.meta, "noutputs") or 4, subarray_name=sub.get("name"),
-            continuing=self.chunk_start > 0, **self.params("refpix"))
+            zeroframe=r.zeroframe, continuing=self.chunk_start > 0, **self.params("refpix"))
         return status
 
     def do_linearity(self):
@@ -768,7 +779,7 @@ class Detector1:
                                              "references for its draft rate")
         options = dict(self._fit_options(), suppress_one_group=True)
         return fit_ramps(r.data, r.gdq, r.pdq, readnoise, gain, self.dqflags,
-                         average_dark_current=r.average_dark_current, zeroframe=r.zeroframe,
+                         average_dark_current=r.average_dark_current, zeroframe=r.fit_zeroframe(),
                          **options)
 
     def _flicker_flat(self, exp_type):
@@ -874,7 +885,7 @@ class Detector1:
             # per-segment fitopt arrays are sized by the whole frame's segments
             self.fit = fit_ramps(r.data, r.gdq, r.pdq, readnoise, gain, self.dqflags,
                                  average_dark_current=r.average_dark_current,
-                                 zeroframe=r.zeroframe, save_opt=p.get("save_opt", False),
+                                 zeroframe=r.fit_zeroframe(), save_opt=p.get("save_opt", False),
                                  firstgroup=p.get("firstgroup"), lastgroup=p.get("lastgroup"),
                                  **options)
             return "COMPLETE"
@@ -890,7 +901,7 @@ class Detector1:
             dark = None if r.average_dark_current is None else r.average_dark_current[rows]
             fit.add(rows, fit_ramps(block.data, block.gdq, block.pdq, readnoise[rows], gain[rows],
                                     self.dqflags, average_dark_current=dark,
-                                    zeroframe=block.zeroframe, miri_groups=kept,
+                                    zeroframe=r.fit_zeroframe(rows), miri_groups=kept,
                                     check_saturated=False, **options))
         self.fit = fit.result()
         return "COMPLETE"
@@ -932,8 +943,8 @@ def run_dark(uncal_path, refs, config, dqflags, *, context):
     pipeline.close()
     provenance(ramp.meta, dict(refs), context)
     arrays = {"data": ramp.data, "groupdq": ramp.gdq, "pixeldq": ramp.pdq}
-    if ramp.zeroframe is not None:
-        arrays["zeroframe"] = ramp.zeroframe
+    if ramp.fit_zeroframe() is not None:
+        arrays["zeroframe"] = ramp.fit_zeroframe()
     return {"dark": Product("RampModel", meta=ramp.meta, arrays=arrays)}
 
 
@@ -976,8 +987,8 @@ def run_detector1(uncal_path, refs, config, dqflags, *, context):
     outputs = {}
     if config.get("save_calibrated_ramp"):
         arrays = {"data": ramp.data, "groupdq": ramp.gdq, "pixeldq": ramp.pdq}
-        if ramp.zeroframe is not None:
-            arrays["zeroframe"] = ramp.zeroframe
+        if ramp.fit_zeroframe() is not None:
+            arrays["zeroframe"] = ramp.fit_zeroframe()
         outputs["ramp"] = Product("RampModel", meta=copy.deepcopy(meta), arrays=arrays)
     if fit is None:
         raise WebbflowError(uncal_path, "ramp_fit is skipped: no rate product can be made")
