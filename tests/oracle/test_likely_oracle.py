@@ -6,7 +6,8 @@ The fit kernels also against stcal's ``likely_ramp_fit`` on random cubes with ed
 
 Exposures: a NIRCam subarray with frame averaging (BRIGHT2: the ZEROFRAME becomes a
 resultant of its own), cosmic rays and three integrations; a MIRI subarray with two
-integrations; a 5-group NIRCam RAPID ramp; a 3-group NIRISS ramp (OLS_C runs instead)."""
+integrations; a 5-group NIRCam RAPID ramp; a 3-group NIRISS ramp (OLS_C runs instead); a
+NIRCam time series (20 integrations, calwebb_tso1's parameters)."""
 
 import copy
 
@@ -29,6 +30,7 @@ STEMS = {
     "nircam_rapid_5_groups": "jw01234001001_02101_00002_nrca1",
     "miri_fast_2ints": "jw01234003001_02101_00001_mirimage",
     "niriss_3_groups_fallback": "jw01234002001_02101_00001_nis",
+    "nircam_tso_20ints": "jw01234004001_02101_00001_nrca1",
 }
 ARRAYS = ("SCI", "ERR", "DQ", "VAR_POISSON", "VAR_RNOISE")
 
@@ -51,6 +53,11 @@ def likely_program(tmp_path_factory):
         ExposureSpec(instrument="MIRI", detector="MIRIMAGE", exp_type="MIR_IMAGE",
                      filter="F770W", readpatt="FAST", ngroups=8, nints=2, subarray="SUB128",
                      xstart=1, ystart=889, xsize=136, ysize=128, observation=3, seed=64),
+        # time series: calwebb_tso1's parameters (planning applies the TSO overrides)
+        ExposureSpec(instrument="NIRCAM", detector="NRCA1", exp_type="NRC_TSIMAGE",
+                     filter="F210M", readpatt="RAPID", ngroups=6, nints=20, subarray="SUB64P",
+                     xstart=1, ystart=1, xsize=64, ysize=64, tso=True, observation=4, seed=65,
+                     zeroframe=True),
     ], seed=6)
     return root
 
@@ -260,3 +267,28 @@ def test_streamed_equals_whole_cube(likely_program, case, tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["how"] == "streamed"
     assert report["differences"] == []
+
+
+def test_read_times_force_likely_and_few_groups_fall_back():
+    """jwst's choice of algorithm: read_times in the exposure (uneven sampling) force
+    LIKELY whatever was asked; LIKELY with fewer than 4 groups becomes OLS_C; a bad name
+    is one clear error."""
+    from webbflow.errors import WebbflowError
+    from webbflow.pipelines.detector1 import Detector1, Ramp
+
+    def algorithm(ngroups, asked, read_times=None):
+        meta = {"instrument": {"name": "NIRCAM"}, "exposure": {"type": "NRC_IMAGE"}}
+        if read_times is not None:
+            meta["exposure"]["read_times"] = read_times
+        ramp = Ramp(meta=meta, data=None, gdq=np.zeros((1, ngroups, 2, 2), np.uint8),
+                    pdq=np.zeros((2, 2), np.uint32), zeroframe=None, int_times=None)
+        config = {"steps": {"ramp_fit": {"algorithm": asked},
+                            "clean_flicker_noise": {"skip": True}}}
+        return Detector1(ramp, {}, config, {}, source="x_uncal.fits").fit_algorithm()
+
+    assert algorithm(5, "OLS_C") == "OLS_C"
+    assert algorithm(5, "LIKELY") == "LIKELY"
+    assert algorithm(3, "LIKELY") == "OLS_C"
+    assert algorithm(6, "OLS_C", read_times=[[1.0], [2.0], [4.0], [8.0], [9.0], [10.0]]) == "LIKELY"
+    with pytest.raises(WebbflowError, match="algorithm"):
+        algorithm(5, "GLS")

@@ -230,6 +230,8 @@ class Detector1:
         """Options asked for that webbflow does not carry: one error before any work."""
         from webbflow.steps.clean_flicker_noise import unsupported_options
 
+        if "ramp_fit" in self.step_names and not self.skipped("ramp_fit"):
+            self.fit_algorithm()  # an unknown algorithm name
         if "clean_flicker_noise" in self.step_names and not self.skipped("clean_flicker_noise"):
             bad = unsupported_options(self.params("clean_flicker_noise"),
                                       _exposure(self.ramp.meta, "type") or "")
