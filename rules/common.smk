@@ -198,8 +198,13 @@ def get_detector1_optional_outputs():
     optional = {}
     if config["detector1"].get("save_calibrated_ramp"):
         optional["ramp"] = "{exposure}_ramp.fits"
-    if config["detector1"]["steps"]["ramp_fit"].get("save_opt"):
-        optional["fitopt"] = "{exposure}_fitopt.fits"
+    fit = config["detector1"]["steps"]["ramp_fit"]
+    if fit.get("save_opt"):
+        # LIKELY's optional product is its chi square image (OLS_C's the fit details)
+        if str(fit.get("algorithm", "OLS_C")).upper() == "LIKELY":
+            optional["likely_chisq"] = "{exposure}_likely_chisq.fits"
+        else:
+            optional["fitopt"] = "{exposure}_fitopt.fits"
     return optional
 
 

@@ -26,6 +26,14 @@ try:
             for reftype in json.loads(plan["references"])}
     products = run_stage1(snakemake.input.uncal, refs, json.loads(plan["steps"]), PIXEL,  # noqa: F821
                           context=snakemake.config["crds"]["context_used"])  # noqa: F821
+    missing = [name for name in snakemake.output.keys()  # noqa: F821
+               if not name.endswith(PREVIEW) and name not in products]
+    if missing:
+        # e.g. save_opt with algorithm LIKELY on a < 4-group exposure: OLS_C ran, and its
+        # optional product is fitopt, not likely_chisq
+        raise WebbflowError(snakemake.input.uncal,  # noqa: F821
+                            f"no {', '.join(missing)} product: this exposure made "
+                            f"{', '.join(sorted(products))} (ramp_fit algorithm fallback?)")
     for name, path in snakemake.output.items():  # noqa: F821
         if not name.endswith(PREVIEW):
             write_product(path, products[name])

@@ -47,6 +47,14 @@ class Ramp:
     zeroframe: np.ndarray | None
     int_times: np.ndarray | None
     average_dark_current: np.ndarray | None = None
+    # a ZEROFRAME extension whose ZEROFRAM keyword is not set: the steps leave it alone,
+    # ramp_fit still reads it (as officially: the steps test the keyword, stcal the array)
+    raw_zeroframe: np.ndarray | None = None
+
+    def fit_zeroframe(self, rows=slice(None)):
+        """The zero frame ramp_fit sees (rows of it), or None."""
+        zf = self.zeroframe if self.zeroframe is not None else self.raw_zeroframe
+        return None if zf is None else np.ascontiguousarray(zf[:, rows])
 
 
 def _text(value):
@@ -121,8 +129,11 @@ def open_ramp(path):
            else np.zeros(shape[-2:], dtype=np.uint32))
     zeroframe = (np.asarray(product["zeroframe"], dtype=np.float32)
                  if product.has("zeroframe") else None)
+    raw = None
+    if zeroframe is not None and not _exposure(product.meta, "zero_frame"):
+        zeroframe, raw = None, zeroframe
     ramp = Ramp(meta=product.meta, data=None, gdq=gdq, pdq=pdq, zeroframe=zeroframe,
-                int_times=product.tables.get("int_times"))
+                int_times=product.tables.get("int_times"), raw_zeroframe=raw)
     product.close()
     return ramp, product
 
@@ -152,17 +163,23 @@ class _RateAssembly:
     def __init__(self, nints, ny, nx):
         self.rate = [np.empty((ny, nx), t) for t in self.DTYPES]
         self.rateints = [np.empty((nints, ny, nx), t) for t in self.DTYPES]
+        self.chisq = None  # LIKELY's chi square image, when the fits return one
 
     def add(self, rows, part):
         for whole, piece in zip(self.rate, part.rate):
             whole[rows] = piece
         for whole, piece in zip(self.rateints, part.rateints):
             whole[:, rows] = piece
+        if part.chisq is not None:
+            if self.chisq is None:
+                self.chisq = np.empty(self.rate[0].shape, np.float32)
+            self.chisq[rows] = part.chisq
 
     def result(self):
         from webbflow.steps.ramp_fit import RampFitResult
 
-        return RampFitResult(rate=tuple(self.rate), rateints=tuple(self.rateints))
+        return RampFitResult(rate=tuple(self.rate), rateints=tuple(self.rateints),
+                             chisq=self.chisq)
 
 
 class _WholeFrameNeeded(Exception):
@@ -213,6 +230,8 @@ class Detector1:
         """Options asked for that webbflow does not carry: one error before any work."""
         from webbflow.steps.clean_flicker_noise import unsupported_options
 
+        if "ramp_fit" in self.step_names and not self.skipped("ramp_fit"):
+            self.fit_algorithm()  # an unknown algorithm name
         if "clean_flicker_noise" in self.step_names and not self.skipped("clean_flicker_noise"):
             bad = unsupported_options(self.params("clean_flicker_noise"),
                                       _exposure(self.ramp.meta, "type") or "")
@@ -308,7 +327,8 @@ class Detector1:
                     or jump.get("expand_large_events") or jump.get("find_showers")
                     or ("clean_flicker_noise" in self.step_names
                         and not self.skipped("clean_flicker_noise"))
-                    or fit.get("save_opt") or fit.get("firstgroup") is not None
+                    or (fit.get("save_opt") and self.fit_algorithm() != "LIKELY")
+                    or fit.get("firstgroup") is not None
                     or fit.get("lastgroup") is not None
                     or (not persistence.get("skip", False)
                         and persistence.get("persistence_time") is not None))
@@ -360,8 +380,9 @@ class Detector1:
             self.chunk_start = 0
             for step in deferred:
                 statuses[step] = "SKIPPED" if self.skipped(step) else self.run_step(step)
-            if self.params("ramp_fit").get("suppress_one_group", True):
-                frame.zeroframe = None  # unused from here on
+            if (self.params("ramp_fit").get("suppress_one_group", True)
+                    and self.fit_algorithm() != "LIKELY"):
+                frame.zeroframe = frame.raw_zeroframe = None  # unused from here on
             for step, status in statuses.items():
                 self.mark(step, status)
             self._jump_and_fit_by_rows(store)
@@ -425,7 +446,7 @@ class Detector1:
             if no_product:
                 continue
             dark = None if r.average_dark_current is None else r.average_dark_current[y0:y1]
-            zeroframe = None if r.zeroframe is None else r.zeroframe[:, y0:y1]
+            zeroframe = r.fit_zeroframe(slice(y0, y1))
             fit.add(slice(y0, y1), fit_ramps(
                 data[:, :, keep], r.gdq[:, :, y0:y1], r.pdq[y0:y1], readnoise[keep], gain[keep],
                 self.dqflags, average_dark_current=dark, zeroframe=zeroframe, miri_groups=kept,
@@ -531,7 +552,7 @@ class Detector1:
             xstart=sub.get("xstart", 1), ystart=sub.get("ystart", 1),
             xsize=sub.get("xsize"), ysize=sub.get("ysize"),
             noutputs=_exposure(r.meta, "noutputs") or 4, subarray_name=sub.get("name"),
-            continuing=self.chunk_start > 0, **self.params("refpix"))
+            zeroframe=r.zeroframe, continuing=self.chunk_start > 0, **self.params("refpix"))
         return status
 
     def do_linearity(self):
@@ -760,7 +781,7 @@ class Detector1:
                                              "references for its draft rate")
         options = dict(self._fit_options(), suppress_one_group=True)
         return fit_ramps(r.data, r.gdq, r.pdq, readnoise, gain, self.dqflags,
-                         average_dark_current=r.average_dark_current, zeroframe=r.zeroframe,
+                         average_dark_current=r.average_dark_current, zeroframe=r.fit_zeroframe(),
                          **options)
 
     def _flicker_flat(self, exp_type):
@@ -793,10 +814,41 @@ class Detector1:
             dn_threshold=p.get("dn_threshold"), persistence_dnu=p.get("persistence_dnu", False))
         return status
 
+    def fit_algorithm(self):
+        """The ramp_fit algorithm that runs, as jwst decides it: ``read_times`` in the
+        exposure (uneven sampling) force LIKELY; LIKELY with fewer than 4 groups falls
+        back to OLS_C."""
+        from webbflow.steps.ramp_fit_likely import LIKELY_MIN_NGROUPS
+
+        algorithm = str(self.params("ramp_fit").get("algorithm", "OLS_C")).upper()
+        if algorithm not in ("OLS_C", "LIKELY"):
+            raise WebbflowError(self.source, f"ramp_fit algorithm {algorithm!r}: "
+                                             "must be OLS_C or LIKELY")
+        read_times = _exposure(self.ramp.meta, "read_times")
+        if read_times is not None and len(read_times) > 0 and algorithm != "LIKELY":
+            if not getattr(self, "_forced_logged", False):
+                log.warning("Setting the algorithm to LIKELY for unevenly sampled exposure")
+                self._forced_logged = True
+            algorithm = "LIKELY"
+        ngroups = self.ramp.gdq.shape[1]
+        if algorithm == "LIKELY" and ngroups < LIKELY_MIN_NGROUPS:
+            if not getattr(self, "_fallback_logged", False):
+                log.warning("ramp_fit: the LIKELY algorithm needs at least %d groups, this "
+                            "exposure has %d: OLS_C is used, as officially",
+                            LIKELY_MIN_NGROUPS, ngroups)
+                self._fallback_logged = True
+            algorithm = "OLS_C"
+        return algorithm
+
     def _fit_options(self):
         """fit_ramps keywords from the exposure and the ramp_fit parameters."""
         meta = self.ramp.meta
+        algorithm = self.fit_algorithm()
+        read_times = _exposure(meta, "read_times")
+        readtimes = (None if algorithm != "LIKELY" or read_times is None or len(read_times) == 0
+                     else [np.atleast_1d(np.asarray(t, np.float64)) for t in read_times])
         return dict(
+            algorithm=algorithm, readtimes=readtimes,
             frame_time=_exposure(meta, "frame_time"), group_time=_exposure(meta, "group_time"),
             nframes=_exposure(meta, "nframes"), groupgap=_exposure(meta, "groupgap"),
             drop_frames1=_exposure(meta, "drop_frames1") or 0,
@@ -810,6 +862,8 @@ class Detector1:
         from webbflow.steps.ramp_fit import miri_drop
 
         gdq = self.ramp.gdq
+        if self.fit_algorithm() == "LIKELY":
+            return None, False  # LIKELY drops no MIRI groups and always makes a product
         kept, first = None, 0
         if self.is_miri and gdq.shape[1] > 1:
             kept = miri_drop(gdq, self.dqflags)
@@ -833,7 +887,7 @@ class Detector1:
             # per-segment fitopt arrays are sized by the whole frame's segments
             self.fit = fit_ramps(r.data, r.gdq, r.pdq, readnoise, gain, self.dqflags,
                                  average_dark_current=r.average_dark_current,
-                                 zeroframe=r.zeroframe, save_opt=p.get("save_opt", False),
+                                 zeroframe=r.fit_zeroframe(), save_opt=p.get("save_opt", False),
                                  firstgroup=p.get("firstgroup"), lastgroup=p.get("lastgroup"),
                                  **options)
             return "COMPLETE"
@@ -849,7 +903,7 @@ class Detector1:
             dark = None if r.average_dark_current is None else r.average_dark_current[rows]
             fit.add(rows, fit_ramps(block.data, block.gdq, block.pdq, readnoise[rows], gain[rows],
                                     self.dqflags, average_dark_current=dark,
-                                    zeroframe=block.zeroframe, miri_groups=kept,
+                                    zeroframe=r.fit_zeroframe(rows), miri_groups=kept,
                                     check_saturated=False, **options))
         self.fit = fit.result()
         return "COMPLETE"
@@ -891,8 +945,8 @@ def run_dark(uncal_path, refs, config, dqflags, *, context):
     pipeline.close()
     provenance(ramp.meta, dict(refs), context)
     arrays = {"data": ramp.data, "groupdq": ramp.gdq, "pixeldq": ramp.pdq}
-    if ramp.zeroframe is not None:
-        arrays["zeroframe"] = ramp.zeroframe
+    if ramp.fit_zeroframe() is not None:
+        arrays["zeroframe"] = ramp.fit_zeroframe()
     return {"dark": Product("RampModel", meta=ramp.meta, arrays=arrays)}
 
 
@@ -908,7 +962,7 @@ def run_stage1(uncal_path, refs, config, dqflags, *, context):
 
 def run_detector1(uncal_path, refs, config, dqflags, *, context):
     """Calibrate one raw exposure. Returns {"rate", "rateints", ["ramp"], ["fitopt"]}
-    as Products; the caller writes them."""
+    (OLS_C) or ["likely_chisq"] (LIKELY) as Products; the caller writes them."""
     import copy
 
     from webbflow.crds.references import provenance
@@ -935,8 +989,8 @@ def run_detector1(uncal_path, refs, config, dqflags, *, context):
     outputs = {}
     if config.get("save_calibrated_ramp"):
         arrays = {"data": ramp.data, "groupdq": ramp.gdq, "pixeldq": ramp.pdq}
-        if ramp.zeroframe is not None:
-            arrays["zeroframe"] = ramp.zeroframe
+        if ramp.fit_zeroframe() is not None:
+            arrays["zeroframe"] = ramp.fit_zeroframe()
         outputs["ramp"] = Product("RampModel", meta=copy.deepcopy(meta), arrays=arrays)
     if fit is None:
         raise WebbflowError(uncal_path, "ramp_fit is skipped: no rate product can be made")
@@ -946,6 +1000,10 @@ def run_detector1(uncal_path, refs, config, dqflags, *, context):
     outputs["rate"] = _image_product("ImageModel", rate_meta, fit.rate)
     outputs["rateints"] = _image_product("CubeModel", copy.deepcopy(rate_meta), fit.rateints,
                                          ramp.int_times)
+    if fit.chisq is not None and pipeline.params("ramp_fit").get("save_opt"):
+        # LIKELY's optional product: the chi square of the fits (jwst suffix likely_chisq)
+        outputs["likely_chisq"] = Product("ImageModel", meta=copy.deepcopy(meta),
+                                          arrays={"data": np.asarray(fit.chisq, np.float32)})
     if fit.fitopt:
         outputs["fitopt"] = Product("RampFitOutputModel", meta=copy.deepcopy(meta),
                                     arrays={k: np.asarray(v, np.float32) for k, v in fit.fitopt.items()})

@@ -483,7 +483,10 @@ def _simulate_exposure(outdir, spec, det, cosmic_ray_rate, opt=None, sky=None):
         if segment is not None:
             seg_meta["exposure"].update(segment_number=segment, segment_total=spec.segments)
         rows = slice(first - 1, last)
-        product = Product("Level1bModel", meta=seg_meta, arrays={"data": sci[rows]},
+        arrays = {"data": sci[rows]}
+        if spec.zeroframe:
+            arrays["zeroframe"] = zeroframe[rows]
+        product = Product("Level1bModel", meta=seg_meta, arrays=arrays,
                           tables={"int_times": table[rows]})
         name = spec.segment_basename(segment)
         path = write_product(outdir / f"{name}_uncal.fits", product)

@@ -87,6 +87,9 @@ class ExposureSpec:
     # of its variance independent per amplifier (webbflow.sim.detector.flicker_frame)
     flicker_noise: float = 0.0
     flicker_amp_fraction: float = 0.25
+    # write the ZEROFRAME extension (each integration's first read frame), as NIRCam and
+    # NIRISS deliver it (off by default)
+    zeroframe: bool = False
     seed: int = 1
     scene: dict = field(default_factory=dict, hash=False, compare=False)
 
@@ -185,7 +188,7 @@ def exposure_meta(spec, fastaxis, slowaxis):
         "drop_frames3": 0, "integration_time": round(integration_time, 5),
         "exposure_time": round(integration_time * spec.nints, 5),
         "duration": round(duration, 5), "start_time": start.mjd, "mid_time": mid.mjd,
-        "end_time": end.mjd, "zero_frame": False, "noutputs": spec.outputs,
+        "end_time": end.mjd, "zero_frame": bool(spec.zeroframe), "noutputs": spec.outputs,
         "measurement_time": round((spec.ngroups - 1) * tgroup * spec.nints, 5),
         "effective_exposure_time": round(integration_time * spec.nints, 5),
         "elapsed_exposure_time": round(integration_time * spec.nints, 5),

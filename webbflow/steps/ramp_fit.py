@@ -28,6 +28,7 @@ class RampFitResult:
     rate: tuple
     rateints: tuple
     fitopt: dict | None = None
+    chisq: np.ndarray | None = None  # LIKELY: the exposure chi square (likely_chisq)
 
 
 def miri_drop(gdq, dqflags):
@@ -50,6 +51,16 @@ def miri_drop(gdq, dqflags):
     return first, last
 
 
+def use_likely(algorithm, ngroups):
+    """Whether the LIKELY fit runs: asked for and at least 4 groups (jwst falls back to
+    OLS_C below that, with a log message)."""
+    from webbflow.steps.ramp_fit_likely import LIKELY_MIN_NGROUPS
+
+    if str(algorithm).upper() not in ("OLS_C", "LIKELY"):
+        raise ValueError(f"ramp_fit algorithm must be OLS_C or LIKELY, not {algorithm!r}")
+    return str(algorithm).upper() == "LIKELY" and ngroups >= LIKELY_MIN_NGROUPS
+
+
 def _group_range(firstgroup, lastgroup, ngroups):
     """jwst ramp_fit_step.set_groupdq: (first, last) groups to keep, or None."""
     if firstgroup is None and lastgroup is None:
@@ -66,7 +77,7 @@ def _group_range(firstgroup, lastgroup, ngroups):
 def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_time, nframes,
               groupgap, drop_frames1=0, suppress_one_group=True, average_dark_current=None,
               zeroframe=None, firstgroup=None, lastgroup=None, save_opt=False, is_miri=False,
-              miri_groups=None, check_saturated=True):
+              miri_groups=None, check_saturated=True, algorithm="OLS_C", readtimes=None):
     """Fit ramps; returns a :class:`RampFitResult`, or None where jwst makes no product.
 
     Parameters
@@ -86,6 +97,12 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
     miri_groups : (first, last_exclusive) from :func:`miri_drop` on the full frame, for
         row-block callers (default: computed here).
     check_saturated : return None when group 0 is saturated in every pixel (stcal).
+    algorithm : "OLS_C" or "LIKELY" (:mod:`webbflow.steps.ramp_fit_likely`; with fewer
+        than 4 groups OLS_C is used, as jwst does). LIKELY ignores ``suppress_one_group``,
+        ``is_miri``/``miri_groups``, ``check_saturated`` and ``save_opt`` (its optional
+        product is the chi square, ``result.chisq``), as stcal does.
+    readtimes : LIKELY only: the exposure's read times (list per group), else evenly
+        sampled.
 
     Inputs are not modified.
     """
@@ -107,6 +124,14 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
             gdq[:, : rng[0]] |= np.uint8(dnu)
         if rng[1] < ngroups - 1:
             gdq[:, rng[1] + 1:] |= np.uint8(dnu)
+
+    if use_likely(algorithm, ngroups):
+        from webbflow.steps.ramp_fit_likely import fit_ramps_likely
+
+        return fit_ramps_likely(data, gdq, pdq, readnoise, gain, dqflags, frame_time=frame_time,
+                                nframes=nframes, groupgap=groupgap,
+                                average_dark_current=average_dark_current, zeroframe=zeroframe,
+                                readtimes=readtimes)
 
     if ngroups == 1:
         suppress_one_group = False
