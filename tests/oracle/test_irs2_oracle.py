@@ -67,3 +67,21 @@ def test_refpix_output_matches_official(products):
         assert np.array_equal(ramp.gdq, gdq)
         diff = np.abs(ramp.data.astype(np.float64) - sci)
         assert np.max(diff) <= 1e-6 * np.max(np.abs(sci)), np.max(diff)
+
+
+@pytest.mark.parametrize("nrs_norm,nrs_ref", [(16, 4), (8, 2), (32, 8), (16, 2)])
+def test_irs2_layout_matches_official(nrs_norm, nrs_ref):
+    """Which of the 3200 samples per row are normal pixels: the same as both official
+    masks (refpix's and the one saturation and ipc use)."""
+    from jwst.refpix.irs2_subtract_reference import make_irs2_mask
+    from jwst.saturation import x_irs2
+
+    from webbflow.steps.irs2 import normal_rows
+
+    ours = normal_rows(3200, nrs_norm, nrs_ref)
+    refpix = make_irs2_mask(3200, 2048, nrs_norm, nrs_ref)
+    assert np.array_equal(ours, refpix)
+    if (nrs_norm, nrs_ref) == (16, 4):  # x_irs2 takes the 640-sample outputs of this one
+        saturation = x_irs2.make_mask(np.zeros((3200, 2048), np.float32), n=nrs_norm, r=nrs_ref)
+        assert np.array_equal(ours, saturation)
+        assert ours.sum() == 2048
