@@ -97,3 +97,13 @@ def nis_fgs_image2_products(nis_fgs_rates, tmp_path_factory):
     run_official([(str(rate), {}) for rate in rates], program / "crds_cache", official,
                  pipeline="Image2Pipeline")
     return ours, official
+
+
+@pytest.fixture(scope="session")
+def irs2_program(tmp_path_factory):
+    """One NIRSpec IRS2 exposure (NRS1, NRSIRS2RAPID, full frame 3200x2048, 4 groups)
+    with injected reference signals, its CRDS cache and truth (read-only for tests)."""
+    from webbflow.sim.irs2 import simulate_irs2_program
+
+    root = tmp_path_factory.mktemp("irs2")
+    return simulate_irs2_program(root)

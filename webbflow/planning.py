@@ -399,5 +399,11 @@ def ramp_gigabytes(meta, file_size):
 def detector1_resources(meta, file_size, limits):
     gigabytes = ramp_gigabytes(meta, file_size)
     mem_mb = int(600 + limits.get("mem_mb_per_gb_of_ramp", 3000) * gigabytes)
+    if str(meta.get("exposure", {}).get("readpatt", "")).startswith("NRSIRS2"):
+        # NIRSpec IRS2: 3200 rows where the header says 2048, run on the whole cube with
+        # the per-output time streams of one integration beside it (measured: 1.08 GB
+        # peak for 4 groups, 1 integration)
+        gigabytes *= 3200 / 2048
+        mem_mb = int(1200 + 2 * limits.get("mem_mb_per_gb_of_ramp", 3000) * gigabytes)
     threads = max(1, min(int(limits.get("max_threads_per_job", 4)), 1 + int(gigabytes / 0.1)))
     return threads, mem_mb

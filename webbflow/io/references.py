@@ -101,6 +101,8 @@ def load_reference(path, reftype, science_meta, science_shape):
     ny, nx = science_shape
     if reftype in NOT_IMAGES:
         return Reference(ref, reftype, science_shape, 0, 0)
+    if max(ny, nx) > 2048:
+        return _irs2_reference(path, ref, reftype, science_shape)
     sci_start, sci_size = _window(science_meta)
     if sci_start is None:
         sci_start, sci_size = (1, 1), (nx, ny)
@@ -128,3 +130,57 @@ def load_reference(path, reftype, science_meta, science_shape):
             origin = ref_start or (1, 1)
             x0, y0 = sci_start[0] - origin[0], sci_start[1] - origin[1]
     return Reference(ref, reftype, science_shape, x0, y0)
+
+
+# NIRSpec IRS2 (frames 3200 x 2048 with the interleaved reference pixels): MASK and
+# SUPERBIAS come in that layout, SATURATION in the 2048 x 2048 of the normal pixels
+# (applied to those only); every later reference follows the refpix step, which removes
+# the interleaved pixels.
+IRS2_LAYOUT = ("mask", "superbias")
+IRS2_NORMAL = ("saturation",)
+
+
+def _irs2_reference(path, ref, reftype, science_shape):
+    ny, nx = science_shape
+    want = {"mask": (ny, nx), "superbias": (ny, nx), "saturation": (2048, 2048)}.get(reftype)
+    if want is None:
+        raise WebbflowError(path, f"{reftype} reference asked for an IRS2 frame ({ny}x{nx}); "
+                                  "refpix must remove the interleaved reference pixels first")
+    for name in list(ref._lazy) + list(ref._arrays):
+        shape = ref.shape(name)
+        if len(shape) >= 2 and shape[-2:] != want:
+            raise WebbflowError(path, f"{name} has shape {shape}; an IRS2 exposure needs "
+                                      f"{reftype} frames of {want[0]}x{want[1]}")
+    return Reference(ref, reftype, want, 0, 0)
+
+
+def load_irs2_reference(path):
+    """alpha, beta (4, 712*2048) complex64 and the DQ table (output, odd_even, mask) of a
+    REFPIX (IRS2Model) reference; one-line WebbflowErrors for anything else."""
+    from astropy.io import fits
+
+    from webbflow.steps.irs2 import ALPHA_BETA_ROWS, read_coefficients
+
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            names = [h.name for h in hdul]
+            if "IRS2" not in names:
+                raise WebbflowError(path, "REFPIX reference has no IRS2 table extension")
+            table = hdul["IRS2"].data
+            columns = [f"{p}_{k}" for p in ("alpha", "beta") for k in range(4)]
+            missing = [c for c in columns if c not in table.columns.names]
+            if missing:
+                raise WebbflowError(path, f"REFPIX IRS2 table lacks columns {missing}")
+            if len(table) != ALPHA_BETA_ROWS:
+                raise WebbflowError(path, f"REFPIX IRS2 table has {len(table)} rows; the "
+                                          f"IRS2 readout needs 2 x 712 x 2048 = {ALPHA_BETA_ROWS}")
+            cols = {c: np.asarray(table[c], dtype=np.float32) for c in columns}
+            dq = None
+            if "DQ" in names and hdul["DQ"].data is not None and len(hdul["DQ"].data):
+                d = hdul["DQ"].data
+                dq = list(zip(np.asarray(d["output"]), np.asarray(d["odd_even"]),
+                              np.asarray(d["mask"])))
+    except OSError as exc:
+        raise WebbflowError(path, f"cannot read REFPIX reference: {exc}") from None
+    alpha, beta = read_coefficients(cols)
+    return alpha, beta, dq

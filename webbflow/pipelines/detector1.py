@@ -32,6 +32,10 @@ CAL_STEP = {
     "ramp_fit": "ramp_fit", "gain_scale": "gain_scale",
 }
 
+# refpix options that only the IRS2 correction reads
+IRS2_REFPIX_OPTIONS = ("ovr_corr_mitigation_ftr", "preserve_irs2_refpix",
+                       "irs2_mean_subtraction")
+
 # steps not yet carried by webbflow: asking for them is an error, not a silent skip
 NOT_IMPLEMENTED = ("emicorr",)
 
@@ -98,6 +102,8 @@ def validate_ramp(path, product):
                               ("SUBSIZE1", nx, meta.get("subarray", {}).get("xsize"))):
         if want is None:
             raise WebbflowError(path, f"missing {label} keyword")
+        if label == "SUBSIZE2" and int(want) == 2048 and have == 3200:
+            continue  # NIRSpec IRS2: 2048 rows plus the interleaved reference pixels
         if int(want) != have:
             raise WebbflowError(path, f"header {label}={want} contradicts the SCI shape {shape}")
     for key in ("frame_time", "group_time", "nframes", "groupgap"):
@@ -224,6 +230,8 @@ class Detector1:
         # streamed runs: the first integration of the chunk in self.ramp, of total_ints
         self.chunk_start = 0
         self.total_ints = ramp.gdq.shape[0]
+        # NIRSpec IRS2 layout (interleaved reference pixels) until refpix removes them
+        self.irs2 = max(ramp.pdq.shape) > 2048
         self._check_options()
 
     def _check_options(self):
@@ -320,6 +328,8 @@ class Detector1:
         fit = self.steps.get("ramp_fit", {})
         persistence = self.steps.get("persistence", {})
         if "ramp_fit" not in self.step_names:
+            return False
+        if self.irs2:  # refpix changes the frame shape: whole cube
             return False
         if self.is_miri and not (self.skipped("refpix") and self.skipped("charge_migration")):
             return False
@@ -502,6 +512,8 @@ class Detector1:
         p = self.params("saturation")
         r = self.ramp
         nframes = _exposure(r.meta, "nframes")
+        if self.irs2:
+            return self._saturation_irs2(sat, p, nframes)
         read_pattern = bias = None
         if p.get("use_readpatt", True) and nframes > 1:
             read_pattern = make_read_pattern(r.data.shape[1], nframes)
@@ -513,6 +525,37 @@ class Detector1:
             zeroframe=r.zeroframe)
         return "COMPLETE"
 
+    def _saturation_irs2(self, sat, p, nframes):
+        from webbflow.steps.irs2 import flag_saturated_irs2
+
+        r = self.ramp
+        if r.zeroframe is not None:
+            raise WebbflowError(self.source, "ZEROFRAME of an IRS2 exposure is not carried "
+                                             "by webbflow yet")
+        bias_ref = self.ref("superbias")
+        nn, nr = self._irs2_readout()
+        r.gdq, r.pdq = flag_saturated_irs2(
+            r.data, r.gdq, r.pdq, sat.full("data", np.float32), self.dq_of_normal(sat),
+            self.dqflags, detector=r.meta["instrument"]["detector"],
+            n_pix_grow_sat=p.get("n_pix_grow_sat", 1), use_readpatt=p.get("use_readpatt", True),
+            nframes=nframes, bias=None if bias_ref is None else bias_ref.full("data", np.float32),
+            nrs_norm=nn, nrs_ref=nr)
+        return "COMPLETE"
+
+    def dq_of_normal(self, ref):
+        """A reference's DQ over its own (normal-pixel) frame, zeros if it has none."""
+        if not ref.has("dq"):
+            return np.zeros((2048, 2048), np.uint32)
+        return ref.full("dq", np.uint32)
+
+    def _irs2_readout(self):
+        """NRS_NORM, NRS_REF (16 and 4 when the header lacks them, as officially)."""
+        exp = self.ramp.meta.get("exposure", {})
+        nn, nr = exp.get("nrs_normal"), exp.get("nrs_reference")
+        if nn is None or nr is None:
+            log.warning("NRS_NORM/NRS_REF missing: using 16 and 4")
+        return int(nn or 16), int(nr or 4)
+
     def do_ipc(self):
         from webbflow.steps.ipc import correct_ipc
 
@@ -520,10 +563,19 @@ class Detector1:
         if kernel is None:
             return "SKIPPED"
         sub = self.ramp.meta.get("subarray", {})
-        self.ramp.data = correct_ipc(self.ramp.data, kernel.full("data", np.float32),
-                                     instrument=self.instrument, xstart=sub.get("xstart", 1),
-                                     ystart=sub.get("ystart", 1), xsize=sub.get("xsize"),
-                                     ysize=sub.get("ysize"))
+        options = dict(instrument=self.instrument, xstart=sub.get("xstart", 1),
+                       ystart=sub.get("ystart", 1), xsize=sub.get("xsize"),
+                       ysize=sub.get("ysize"))
+        if self.irs2:  # the normal pixels only, as officially (jwst.ipc.x_irs2)
+            from webbflow.steps.irs2 import normal_rows, _dms_rows
+
+            rows = _dms_rows(self.ramp.meta["instrument"]["detector"],
+                             normal_rows(self.ramp.data.shape[-2], *self._irs2_readout()))
+            normal = np.ascontiguousarray(self.ramp.data[:, :, rows, :])
+            self.ramp.data[:, :, rows, :] = correct_ipc(
+                normal, kernel.full("data", np.float32), **options)
+            return "COMPLETE"
+        self.ramp.data = correct_ipc(self.ramp.data, kernel.full("data", np.float32), **options)
         return "COMPLETE"
 
     def do_superbias(self):
@@ -541,9 +593,10 @@ class Detector1:
     def do_refpix(self):
         from webbflow.steps.refpix import correct_refpix
 
-        if self.refs.get("refpix", "N/A") != "N/A":
-            raise WebbflowError(self.source, "IRS2 reference-pixel correction (REFPIX "
-                                             "reference) is not implemented yet")
+        params = self.params("refpix")
+        irs2_options = {k: params.pop(k) for k in IRS2_REFPIX_OPTIONS if k in params}
+        if self.irs2:
+            return self._refpix_irs2(irs2_options)
         r = self.ramp
         sub = r.meta.get("subarray", {})
         r.data, status = correct_refpix(
@@ -552,8 +605,44 @@ class Detector1:
             xstart=sub.get("xstart", 1), ystart=sub.get("ystart", 1),
             xsize=sub.get("xsize"), ysize=sub.get("ysize"),
             noutputs=_exposure(r.meta, "noutputs") or 4, subarray_name=sub.get("name"),
-            zeroframe=r.zeroframe, continuing=self.chunk_start > 0, **self.params("refpix"))
+            zeroframe=r.zeroframe, continuing=self.chunk_start > 0, **params)
         return status
+
+    def _refpix_irs2(self, options):
+        """NIRSpec IRS2: bad interleaved pairs flagged and replaced, then the REFPIX
+        (alpha/beta) correction; the interleaved reference pixels leave the ramp."""
+        from webbflow.io.references import load_irs2_reference
+        from webbflow.steps.irs2 import IRS2Error, correct_irs2, flag_bad_reference_pairs
+
+        for name in ("irs2_mean_subtraction", "preserve_irs2_refpix"):
+            if options.get(name):
+                raise WebbflowError(self.source, f"refpix: {name} is not implemented in "
+                                                 "webbflow yet")
+        path = self.refs.get("refpix", "N/A")
+        if path == "N/A":
+            raise WebbflowError(self.source, "IRS2 exposure but no REFPIX reference: the "
+                                             "interleaved reference pixels cannot be removed")
+        alpha, beta, dq_table = load_irs2_reference(path)
+        self.used_refs["refpix"] = path
+        r = self.ramp
+        if r.zeroframe is not None:
+            raise WebbflowError(self.source, "ZEROFRAME of an IRS2 exposure is not carried "
+                                             "by webbflow yet")
+        nn, nr = self._irs2_readout()
+        detector = r.meta["instrument"]["detector"]
+        try:
+            flag_bad_reference_pairs(r.data, r.pdq, self.dqflags, nn, nr,
+                                     n_sigma=options.get("ovr_corr_mitigation_ftr", 3.0),
+                                     flag=True, replace=False)
+            flag_bad_reference_pairs(r.data, r.pdq, self.dqflags, nn, nr, flag=False,
+                                     replace=True)
+            r.data, r.gdq, r.pdq = correct_irs2(
+                r.data, r.gdq, r.pdq, self.dqflags, detector=detector, alpha=alpha, beta=beta,
+                dq_table=dq_table, nrs_norm=nn, nrs_ref=nr)
+        except IRS2Error as exc:
+            raise WebbflowError(self.source, str(exc)) from None
+        self.irs2 = False
+        return "COMPLETE"
 
     def do_linearity(self):
         from webbflow.steps.linearity import correct_linearity

@@ -27,6 +27,13 @@ Sources:
   (``MIRI_5582_89_S_20180308-010230_SCE1_pipe.fits``): SUBARRAY SUB64, READPATT FAST,
   SUBSTRT1 1, SUBSTRT2 779, SUBSIZE1 72, SUBSIZE2 64, TFRAME 0.085 s.
 
+* [jdox-nrs-irs2] JDox "NIRSpec Detector Readout Modes and Patterns": NRSIRS2RAPID saves
+  every frame (NFRAMES = 1), NRSIRS2 averages 5 frames per group, none skipped.
+* [jwst-irs2] spacetelescope/jwst 3.0.0 ``jwst/refpix/irs2_subtract_reference.py``
+  (``correct_model`` comments): TPIX 10 us, 712 samples per row of each output
+  (16 normal, 4 reference, 2 jump overheads per 20; 8 samples of new-row overhead),
+  NFOH 714 samples, tframe 14.5889 s.
+
 Nothing here is guessed: values not found in these sources are absent.
 """
 
@@ -71,6 +78,9 @@ READ_PATTERNS = {
     ("NIRISS", "NIS"): ReadPattern("NIRISS", "NIS", 4, 0, None),
     # FGS [jdox-fgs]
     ("FGS", "FGSRAPID"): ReadPattern("FGS", "FGSRAPID", 1, 0, None),
+    # NIRSpec IRS2 [jdox-nrs-irs2]
+    ("NIRSPEC", "NRSIRS2RAPID"): ReadPattern("NIRSPEC", "NRSIRS2RAPID", 1, 0, None),
+    ("NIRSPEC", "NRSIRS2"): ReadPattern("NIRSPEC", "NRSIRS2", 5, 0, None),
     # MIRI [jdox-miri]: one (possibly multi-sample) frame per group; R1 = extra reset
     ("MIRI", "FAST"): ReadPattern("MIRI", "FAST", 1, 0, None, 1),
     ("MIRI", "SLOW"): ReadPattern("MIRI", "SLOW", 1, 0, None, 1),
@@ -109,6 +119,9 @@ FRAME_TIMES = {
     ("MIRI", "FULL", "SLOW"): 23.890,                                # [jdox-miri]
     ("MIRI", "FULL", "SLOWR1"): 23.890,                              # [jdox-miri]
     ("MIRI", "SUB64", "FAST"): 0.085,                                # [miri-sub64]
+    # IRS2 full frame: ((16 + 4 + 2) * 32 + 8) * 2048 + 714 samples of 10 us [jwst-irs2]
+    ("NIRSPEC", "FULL", "NRSIRS2RAPID"): 14.5889,
+    ("NIRSPEC", "FULL", "NRSIRS2"): 14.5889,
 }
 for _name, (_nc, _nr, _no) in NIRCAM_SUBARRAYS.items():
     FRAME_TIMES.setdefault(("NIRCAM", _name, None), nircam_frame_time(_nc, _nr, _no))

@@ -24,7 +24,7 @@ def correct_ipc(data, kernel, *, instrument="NIRCAM", xstart=1, ystart=1, xsize=
     kernel: float32 (nk, nk) or per-pixel (nk, nk, ny, nx) already cut to ``data``'s frame
     (``subarray.cut_reference``). Reference pixels (located from the subarray geometry,
     1-based xstart/ystart) are left unchanged and act as zeros. Whole frames only.
-    NIRSpec IRS2 layouts are not handled. Returns ``data``.
+    NIRSpec IRS2: pass the normal pixels only (detector1 does). Returns ``data``.
     """
     check_dtypes(data=(data, np.float32))
     nints, ngroups, ny_all, nx_all = data.shape

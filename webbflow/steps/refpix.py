@@ -5,7 +5,7 @@ side running median), NIR subarrays with NOUTPUTS=4 (full-frame algorithm on the
 embedded in a full frame) and NOUTPUTS=1 (clipped means of the REFERENCE_PIXEL-flagged
 pixels, incl. NIRSpec SUB32/SUB512/SUB512S edge columns), MIRI full frame (interleaved
 amplifiers, odd/even rows). MIRI subarrays are skipped as official.
-Not covered: NIRSpec IRS2, SIRS kernels, multistripe/superstripe readouts, ZEROFRAME.
+NIRSpec IRS2 is ``webbflow.steps.irs2``. Not covered: SIRS kernels, multistripe/superstripe readouts, ZEROFRAME.
 
 Numerical note. The official code keeps one group buffer across the whole exposure; once a
 group has had the side correction the buffer is float64, so from then on the clipped means

@@ -2,7 +2,7 @@
 
 Same science as ``stcal.saturation.flag_saturated_pixels`` (stcal 1.20) as called by
 ``jwst.saturation.saturation.flag_saturation``: 2-D thresholds only (no superstripe
-4-D inputs, no IRS2 variant).
+4-D inputs). The IRS2 variant is ``webbflow.steps.irs2.flag_saturated_irs2``.
 """
 
 import numpy as np
