@@ -11,7 +11,7 @@ from webbflow.steps.saturation import flag_saturated, make_read_pattern
 DNU, SAT, ADF = 1, 2, 64
 
 
-def _case(seed, nints, ngroups, ny, nx):
+def _case(seed, nints, ngroups, ny, nx, preexisting_sat=True):
     rng = np.random.default_rng(seed)
     base = rng.uniform(-100, 1500, (nints, 1, ny, nx))
     rate = rng.uniform(0, 600, (nints, 1, ny, nx))
@@ -25,7 +25,8 @@ def _case(seed, nints, ngroups, ny, nx):
     sdq[2, 2] = PIXEL["NO_SAT_CHECK"] | 4
     sdq[4 % ny, 0] = 1
     gdq = np.zeros(data.shape, np.uint8)
-    gdq[-1, 0, 0, 2] = SAT                          # pre-existing flag gets grown
+    if preexisting_sat:  # a pre-existing flag gets grown (the per-group path)
+        gdq[-1, 0, 0, 2] = SAT
     gdq[0, -1, 3, 3] = DNU
     pdq = rng.integers(0, 8, (ny, nx)).astype(np.uint32)
     bias = rng.uniform(0, 300, (ny, nx)).astype(np.float32)
@@ -40,8 +41,10 @@ CASES = [(1, 1, 7, 6, 1, 1), (1, 2, 6, 8, 1, 2), (2, 3, 8, 7, 2, 1), (2, 6, 9, 1
 
 @pytest.mark.parametrize("nints,ngroups,ny,nx,nframes,grow", CASES)
 @pytest.mark.parametrize("use_readpatt", [True, False])
-def test_vs_naive(nints, ngroups, ny, nx, nframes, grow, use_readpatt):
-    data, gdq, pdq, thr, sdq, bias, z = _case(ngroups * 7 + nx, nints, ngroups, ny, nx)
+@pytest.mark.parametrize("preexisting_sat", [True, False])
+def test_vs_naive(nints, ngroups, ny, nx, nframes, grow, use_readpatt, preexisting_sat):
+    data, gdq, pdq, thr, sdq, bias, z = _case(ngroups * 7 + nx, nints, ngroups, ny, nx,
+                                              preexisting_sat)
     rp = make_read_pattern(ngroups, nframes) if use_readpatt else None
     exp = naive_flag_saturated(data, gdq, pdq, thr, sdq, PIXEL, grow, rp, bias, z)
     thr0, sdq0 = thr.copy(), sdq.copy()
@@ -57,10 +60,12 @@ def test_vs_naive(nints, ngroups, ny, nx, nframes, grow, use_readpatt):
 
 @pytest.mark.oracle
 @pytest.mark.parametrize("nints,ngroups,ny,nx,nframes,grow", CASES + [(2, 8, 40, 50, 5, 1)])
-def test_oracle_stcal(nints, ngroups, ny, nx, nframes, grow):
+@pytest.mark.parametrize("preexisting_sat", [True, False])
+def test_oracle_stcal(nints, ngroups, ny, nx, nframes, grow, preexisting_sat):
     from stcal.saturation.saturation import flag_saturated_pixels
 
-    data, gdq, pdq, thr, sdq, bias, z = _case(ngroups + nx, nints, ngroups, ny, nx)
+    data, gdq, pdq, thr, sdq, bias, z = _case(ngroups + nx, nints, ngroups, ny, nx,
+                                              preexisting_sat)
     if ny > 12:
         data[:, 2:, 20:23, 30:33] = np.maximum(data[:, 2:, 20:23, 30:33], 2500)   # bright source
         data[0, 1, 25, 25] = data[0, 0, 25, 25] + 0.9 * (thr[25, 25] - data[0, 0, 25, 25])

@@ -97,6 +97,59 @@ def _forward_group(plane, gdq_plane, thr, prev, sat, low_flag, rowhas, snap):
 
 
 @njit(parallel=True)
+def _forward_all(data, gdq, thr, sat, low_flag, first_sat, row_first):
+    """The forward flags of every group of every integration in one parallel pass.
+
+    A pixel is SATURATED from the first group at or above its threshold on (it stays
+    so), AD_FLOOR|DO_NOT_USE where at or below zero. first_sat[i, y, x] is that first
+    group (ngroups if none) and row_first[i, y] its minimum over the row: the seeds of
+    the charge-spill growth, valid when gdq held no SATURATED bit before (then a group's
+    seeds are exactly the pixels with first_sat <= g).
+    """
+    nints, ngroups, ny, nx = data.shape
+    for y in prange(ny):
+        for i in range(nints):
+            rmin = ngroups
+            for x in range(nx):
+                t = thr[y, x]
+                first = ngroups
+                for g in range(ngroups):
+                    v = data[i, g, y, x]
+                    if first == ngroups and v >= t:
+                        first = g
+                    f = np.uint8(0)
+                    if first <= g:
+                        f |= sat
+                    if v <= 0:
+                        f |= low_flag
+                    gdq[i, g, y, x] |= f
+                first_sat[i, y, x] = first
+                if first < rmin:
+                    rmin = first
+            row_first[i, y] = rmin
+
+
+@njit(parallel=True)
+def _grow_all(gdq, first_sat, row_first, n, sat):
+    """gdq |= SATURATED on the (2n+1)^2 box around every seed, group by group (a seed of
+    group g is a pixel with first_sat <= g; growth never seeds further growth). Each
+    thread writes only its own rows."""
+    nints, ngroups, ny, nx = gdq.shape
+    for y in prange(ny):
+        for i in range(nints):
+            for yy in range(max(0, y - n), min(ny, y + n + 1)):
+                if row_first[i, yy] >= ngroups:
+                    continue
+                for x in range(nx):
+                    first = first_sat[i, yy, x]
+                    if first >= ngroups:
+                        continue
+                    for g in range(first, ngroups):
+                        for xx in range(max(0, x - n), min(nx, x + n + 1)):
+                            gdq[i, g, y, xx] |= sat
+
+
+@njit(parallel=True)
 def _snap_flag(src, flag, snap, rowhas):
     """snap = src & flag; rowhas[y] = any(snap[y])."""
     ny, nx = src.shape

@@ -8,6 +8,7 @@ Same science as ``stcal.saturation.flag_saturated_pixels`` (stcal 1.20) as calle
 import numpy as np
 
 from webbflow.kernels import saturation as _k
+from webbflow.kernels._common import _any_flag
 from webbflow.steps._checks import check_dtypes
 
 __all__ = ["flag_saturated", "make_read_pattern"]
@@ -87,12 +88,25 @@ def flag_saturated(
     else:
         bias_arr = np.ascontiguousarray(bias, dtype=np.float32)
 
+    if _any_flag(gdq.reshape(-1), sat):
+        # SATURATED already set on input: a group's seeds are not just the pixels above
+        # threshold, so take each group's snapshot
+        for i in range(nints):
+            prev[:] = False
+            for g in range(ngroups):
+                _k._forward_group(data[i, g], gdq[i, g], thr, prev, sat, low, rowhas, snap)
+                if n > 0:
+                    _k._grow_from(gdq[i, g], snap, n, rowhas, sat)
+    else:
+        # two parallel passes over the whole chunk (a pass per group costs more in thread
+        # start-up than in work on small frames)
+        first_sat = np.empty((nints, ny, nx), np.int32)
+        row_first = np.empty((nints, ny), np.int32)
+        _k._forward_all(data, gdq, thr, sat, low, first_sat, row_first)
+        if n > 0:
+            _k._grow_all(gdq, first_sat, row_first, n, sat)
+        del first_sat
     for i in range(nints):
-        prev[:] = False
-        for g in range(ngroups):
-            _k._forward_group(data[i, g], gdq[i, g], thr, prev, sat, low, rowhas, snap)
-            if n > 0:
-                _k._grow_from(gdq[i, g], snap, n, rowhas, sat)
         if read_pattern is not None:
             for g in range(ngroups - 2, -1, -1):
                 if dilution[g] == 1:
