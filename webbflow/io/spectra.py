@@ -9,6 +9,7 @@ does not flatten the plot. An x1dints spectrum (rows = integrations, vector colu
 shows its first integration and the median over integrations, with a white-light
 curve panel beside it."""
 
+import io
 from dataclasses import dataclass, field
 from math import ceil
 from pathlib import Path
@@ -219,4 +220,6 @@ def spectrum_preview(png, product):
         if not any(line.x.size for line in panel.lines):
             axes.text(0.5, 0.5, "no usable point", ha="center", va="center",
                       transform=axes.transAxes)
-    figure.savefig(png, format="png")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    Path(png).write_bytes(buffer.getvalue())   # nothing under the name if drawing fails
