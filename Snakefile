@@ -20,6 +20,7 @@ include: "rules/dark.smk"
 include: "rules/image2.smk"
 include: "rules/image3.smk"
 include: "rules/associations.smk"
+include: "rules/spectra.smk"
 
 
 rule all:
@@ -46,3 +47,8 @@ rule image3_all:
 rule associations_all:
     input:
         get_association_outputs(),
+
+
+rule spectra_all:
+    input:
+        get_spectrum_plot_outputs(),

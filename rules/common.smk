@@ -10,6 +10,7 @@ from webbflow import associations
 from webbflow import crds as webbflow_crds
 from webbflow import planning
 from webbflow.errors import WebbflowError
+from webbflow.io.preview import SPECTRAL_SUFFIXES
 
 # A program directory may carry its own config/config.yaml with only what it changes.
 if Path("config/config.yaml").resolve() != Path(workflow.basedir, "config/config.yaml").resolve():
@@ -347,12 +348,20 @@ def has_cal(exposure):
     return EXPOSURES.get(exposure) == "cal" or runs_image2(exposure)
 
 
-def preview(path, caption, category, **labels):
+def preview(path, caption, category=None, **labels):
     """A product's preview PNG (``<path stem>.png``) as a report item of ``category``,
-    subcategory the product's suffix."""
+    subcategory the product's suffix. Spectra (x1d, x1dints, c1d: their plot, see
+    webbflow.io.spectra) are all in category "Spectra"; an image product names its
+    stage. Declared as the output ``<product>_preview`` of the rule writing ``<product>``,
+    ``write_previews`` in its script draws it."""
     stem = path.removesuffix(".fits")
+    suffix = stem.rsplit("_", 1)[-1]
+    if category is None:
+        if suffix not in SPECTRAL_SUFFIXES:
+            raise WorkflowError(f"preview of {path}: an image product needs its report category")
+        category = "Spectra"
     return report(f"{stem}.png", caption=f"../report/{caption}", category=category,
-                  subcategory=stem.rsplit("_", 1)[-1], labels=labels)
+                  subcategory=suffix, labels=labels)
 
 
 def image2_outputs():
@@ -381,9 +390,14 @@ def get_dark_outputs():
             if is_dark(exposure)]
 
 
-def get_final_outputs():
+def get_made_outputs():
+    """The products the rules make here (not their previews)."""
     return (get_detector1_outputs() + get_dark_outputs() + get_image2_outputs()
-            + get_image3_outputs() + get_association_outputs())
+            + get_image3_outputs())
+
+
+def get_final_outputs():
+    return get_made_outputs() + get_association_outputs() + get_spectrum_plot_outputs()
 
 
 onsuccess:

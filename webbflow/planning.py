@@ -191,6 +191,21 @@ def discover(root, suffixes=STARTS):
     return dict(sorted(found.items()))
 
 
+def find_products(root, suffixes):
+    """Paths (relative to ``root``, sorted) of the ``<stem>_<suffix>.fits`` files present
+    for any of ``suffixes``, in the directories ``discover`` looks in: e.g. the x1d
+    spectra MAST delivered with a program."""
+    root = Path(root)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in ("logs", "benchmarks")]
+        for name in filenames:
+            stem, _, suffix = name.removesuffix(".fits").rpartition("_")
+            if stem and suffix in suffixes and name == f"{stem}_{suffix}.fits":
+                found.append(Path(dirpath, name).relative_to(root).as_posix())
+    return sorted(found)
+
+
 def runs_stage(start, stage):
     """Whether an exposure that starts at ``start`` runs ``stage`` here."""
     return STARTS.index(start) <= STARTS.index(STAGE_INPUTS[stage])

@@ -1,5 +1,6 @@
 """Preview images of products for the Snakemake report: an 8-bit PNG with an asinh
-stretch between robust percentiles, written without an imaging library."""
+stretch between robust percentiles, written without an imaging library; spectra are
+plotted by webbflow.io.spectra."""
 
 import struct
 import warnings
@@ -56,11 +57,23 @@ def image_preview(path, image, max_size=1024):
 
 
 PREVIEW = "_preview"
+# products shown as a plot of their spectra (webbflow.io.spectra), not as an image
+SPECTRAL_SUFFIXES = ("x1d", "x1dints", "c1d")
 
 
 def write_previews(outputs, products):
     """Write the previews a rule declares: an output named ``<product>_preview`` is the
-    preview of that product's SCI array. ``outputs``: (name, path) pairs."""
+    preview of that product's SCI array, or for a spectrum (``x1d``, ``x1dints``,
+    ``c1d``) the plot of the file the rule wrote for it. ``outputs``: (name, path) pairs."""
+    outputs = list(outputs)
+    paths = dict(outputs)
     for name, path in outputs:
-        if name.endswith(PREVIEW):
-            image_preview(path, products[name.removesuffix(PREVIEW)]["data"])
+        if not name.endswith(PREVIEW):
+            continue
+        product = name.removesuffix(PREVIEW)
+        if product in SPECTRAL_SUFFIXES:
+            from webbflow.io.spectra import spectrum_preview
+
+            spectrum_preview(path, paths[product])
+        else:
+            image_preview(path, products[product]["data"])
