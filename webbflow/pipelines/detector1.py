@@ -359,8 +359,8 @@ class Detector1:
         deferred = ("rscd",) if self.is_miri else ()
         int_bytes = ngroups * ny * nx * 4
         per_chunk = max(1, INTEGRATION_CHUNK_BYTES // int_bytes)
-        store = RampStore(frame.gdq.shape, in_memory=nints * int_bytes <= RESIDENT_RAMP_BYTES,
-                          source=self.source)
+        store = RampStore(frame.gdq.shape, [(h0, h1) for _, _, h0, h1 in self._fit_blocks()],
+                          in_memory=nints * int_bytes <= RESIDENT_RAMP_BYTES, source=self.source)
         try:
             statuses = {}
             for i0 in range(0, nints, per_chunk):
@@ -403,6 +403,18 @@ class Detector1:
                 self.mark(step, "SKIPPED" if self.skipped(step) else self.run_step(step))
         return self.fit
 
+    def _do_jump(self):
+        return not self.skipped("jump") and self.ramp.gdq.shape[1] > 2
+
+    def _fit_blocks(self):
+        """The row blocks of the jump + ramp_fit pass: (y0, y1, h0, h1), rows y0 .. y1-1
+        kept, h0 .. h1-1 read (jump needs one halo row each side)."""
+        nints, ngroups, ny, nx = self.ramp.gdq.shape
+        rows = min(ny, max(FIT_BLOCK_MIN_ROWS, FIT_BLOCK_BYTES // (nints * ngroups * nx * 4)))
+        halo = 1 if self._do_jump() else 0
+        return [(y0, min(ny, y0 + rows), max(0, y0 - halo), min(ny, y0 + rows + halo))
+                for y0 in range(0, ny, rows)]
+
     def _jump_and_fit_by_rows(self, store):
         from webbflow.steps.jump import all_dnu_groups, detect_jumps, jump_keywords
         from webbflow.steps.ramp_fit import fit_ramps
@@ -411,7 +423,7 @@ class Detector1:
         nints, ngroups, ny, nx = r.gdq.shape
         if self.ref("gain") is None or self.ref("readnoise") is None:
             raise WebbflowError(self.source, "ramp_fit needs GAIN and READNOISE references")
-        do_jump = not self.skipped("jump") and ngroups > 2
+        do_jump = self._do_jump()
         jump_params = self.params("jump")
         after_jump = any(jump_params.get(f"after_jump_flag_time{n}", 0) for n in (1, 2))
         all_dnu = all_dnu_groups(r.gdq, self.dqflags) if do_jump else None
@@ -420,7 +432,6 @@ class Detector1:
         # DO_NOT_USE or SATURATED
         kept, no_product = self._fit_frame_decisions()
         fit = _RateAssembly(nints, ny, nx)
-        rows = min(ny, max(FIT_BLOCK_MIN_ROWS, FIT_BLOCK_BYTES // (nints * ngroups * nx * 4)))
         num_primary = 0
         detection_skipped = False
         gain_median = (float(np.nanmedian(self._gain_readnoise()[0]))
@@ -428,9 +439,7 @@ class Detector1:
         planes_all_jump_dnu = None
         pending_halo = None  # pre-jump DQ of the row above the block (overwritten since)
         start = time.perf_counter()
-        for y0 in range(0, ny, rows):
-            y1 = min(ny, y0 + rows)
-            h0, h1 = (max(0, y0 - 1), min(ny, y1 + 1)) if do_jump else (y0, y1)
+        for y0, y1, h0, h1 in self._fit_blocks():
             data = store.read_rows(h0, h1)
             gain, readnoise = self._gain_readnoise((h0, h1))
             gdq = np.ascontiguousarray(r.gdq[:, :, h0:h1])
