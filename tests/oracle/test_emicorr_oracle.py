@@ -4,7 +4,12 @@ cache (its EMICORR reference selected by date, as real CRDS does), both algorith
 rate and rateints compared array by array. Exposures: SUB256 (subarray case SUB256:
 Hz390 + Hz218a) and MASK1550 (case MASK1550: Hz390 + Hz10). Also: the injected EMI
 leaves the rate (truth: the same exposure simulated without EMI, same noise), and a
-missing EMICORR reference with the step on is one clear error and no output."""
+missing EMICORR reference with the step on is one clear error and no output.
+
+On SUB256 a frame is 29952 pixel clocks, exactly 117 periods of 390.625 Hz: that EMI is
+the same in every group (a per-pixel offset no ramp or rate sees, and which both
+pipelines cannot fit: chi squared is NaN at every phase), so what the rate loses there
+is the Hz218a part."""
 
 import copy
 import subprocess
