@@ -30,6 +30,9 @@ def official_steps(stage_config):
     flicker = stage_config["steps"].get("clean_flicker_noise", {})
     if not flicker.get("skip", True):
         steps["clean_flicker_noise"] = dict(flicker)
+    emicorr = stage_config["steps"].get("emicorr", {})
+    if not emicorr.get("skip", True):
+        steps["emicorr"] = dict(emicorr)
     refpix = steps.setdefault("refpix", {})
     if not refpix.get("skip"):
         refpix.update(override_refpix="N/A", override_sirskernel="N/A")

@@ -37,7 +37,7 @@ IRS2_REFPIX_OPTIONS = ("ovr_corr_mitigation_ftr", "preserve_irs2_refpix",
                        "irs2_mean_subtraction")
 
 # steps not yet carried by webbflow: asking for them is an error, not a silent skip
-NOT_IMPLEMENTED = ("emicorr",)
+NOT_IMPLEMENTED = ()
 
 
 @dataclass
@@ -236,10 +236,16 @@ class Detector1:
 
     def _check_options(self):
         """Options asked for that webbflow does not carry: one error before any work."""
+        from webbflow.steps import emicorr
         from webbflow.steps.clean_flicker_noise import unsupported_options
 
         if "ramp_fit" in self.step_names and not self.skipped("ramp_fit"):
             self.fit_algorithm()  # an unknown algorithm name
+        if "emicorr" in self.step_names and not self.skipped("emicorr"):
+            bad = emicorr.unsupported_options(self.params("emicorr"))
+            if bad:
+                raise WebbflowError(self.source, "emicorr: " + ", ".join(bad)
+                                    + " not implemented in webbflow yet")
         if "clean_flicker_noise" in self.step_names and not self.skipped("clean_flicker_noise"):
             bad = unsupported_options(self.params("clean_flicker_noise"),
                                       _exposure(self.ramp.meta, "type") or "")
@@ -317,7 +323,8 @@ class Detector1:
         integration at a time before jump, and jump and ramp_fit on rows, unless an
         option needs the whole cube (snowballs, showers, fitopt, group ranges,
         persistence, clean_flicker_noise, which needs whole frames of every group after
-        jump and a draft rate, the calibrated-ramp product) or ramp_fit is off (the
+        jump and a draft rate, emicorr, which phases all integrations together, the
+        calibrated-ramp product) or ramp_fit is off (the
         whole-cube run then stops with the official message). MIRI: reset and dark take
         the chunk's integration numbers; rscd, which decides on every integration's saturation flags
         at once, reads and writes only the group DQ, and no later step before jump reads
@@ -333,6 +340,8 @@ class Detector1:
             return False
         if self.is_miri and not (self.skipped("refpix") and self.skipped("charge_migration")):
             return False
+        if "emicorr" in self.step_names and not self.skipped("emicorr"):
+            return False  # fits the EMI phase across all integrations at once
         return not (save_calibrated_ramp or fit.get("skip")
                     or jump.get("expand_large_events") or jump.get("find_showers")
                     or ("clean_flicker_noise" in self.step_names
@@ -511,6 +520,38 @@ class Detector1:
         r = self.ramp
         r.gdq, r.pdq = initialize_dq(r.gdq, r.pdq, mask.full("dq", np.uint32), self.dqflags)
         return "COMPLETE"
+
+    def do_emicorr(self):
+        from webbflow.steps import emicorr
+
+        r = self.ramp
+        if not self.is_miri:
+            log.warning("emicorr: not implemented for instrument %s: skipped", self.instrument)
+            return "SKIPPED"
+        p = {**emicorr.DEFAULTS, **self.params("emicorr")}
+        readpatt = str(_exposure(r.meta, "readpatt") or "").upper()
+        if readpatt not in emicorr.READ_PATTERNS:
+            log.warning("emicorr: not implemented for read pattern %s: skipped", readpatt)
+            return "SKIPPED"
+        reference = None
+        if p["onthefly_corr_freq"] is None:
+            path = self.refs.get("emicorr", "N/A")
+            if path == "N/A":  # as officially: no reference, no correction
+                log.warning("emicorr: no EMICORR reference for this exposure: skipped")
+                return "SKIPPED"
+            try:
+                reference = emicorr.read_reference(path)
+            except Exception as err:  # noqa: BLE001 - any unreadable file, one line
+                raise WebbflowError(path, f"unreadable EMICORR reference: {err}") from None
+            self.used_refs["emicorr"] = path
+        nsamples = _exposure(r.meta, "nsamples")
+        if nsamples is None:
+            raise WebbflowError(self.source, "emicorr needs the NSAMPLES keyword")
+        sub = r.meta.get("subarray", {})
+        return emicorr.correct_emi(
+            r.data, r.pdq, subarray=str(sub.get("name")), readpatt=readpatt,
+            detector=r.meta["instrument"]["detector"], nsamples=int(nsamples),
+            reference=reference, xstart=sub.get("xstart", 1), xsize=sub.get("xsize"), **p)
 
     def do_saturation(self):
         from webbflow.steps.saturation import flag_saturated, make_read_pattern

@@ -70,6 +70,8 @@ __all__ = [
     "reference_reset",
     "reset_anomaly",
     "flicker_frame",
+    "emi_frame",
+    "emi_sample_clocks",
     "CR_DTYPE",
     "RSCD_DTYPE",
 ]
@@ -372,6 +374,25 @@ def _pink_series(gen, n):
     return series / series.std()
 
 
+def emi_sample_clocks(shape, rowclocks, nsamples):
+    """Pixel clock (10 us) of each pixel's read within a MIRI frame: row ``j`` starts at
+    ``j * rowclocks``, the four output channels read sample ``x // 4`` together every
+    ``nsamples`` clocks (the timing jwst's emicorr assumes)."""
+    ny, nx = shape
+    return (np.arange(ny)[:, None] * rowclocks
+            + (np.arange(nx)[None, :] // 4) * nsamples).astype(np.float64)
+
+
+def emi_frame(clocks, waves):
+    """EMI of one read: the sum of ``amplitude * sin(2 pi (t / period + phase))`` over
+    ``waves`` ((Hz, DN, phase), ...), t the read's pixel clock, as float32."""
+    out = np.zeros(clocks.shape)
+    for freq, amplitude, phase in waves:
+        period = (1.0 / freq) / 10.0e-6
+        out += amplitude * np.sin(2 * np.pi * (clocks / period + phase))
+    return out.astype(np.float32)
+
+
 def flicker_frame(gen, shape, fastaxis, slowaxis, noutputs, sigma, amp_fraction=0.25):
     """One read frame of 1/f noise (float32 DN, DMS orientation, ``shape`` (ny, nx)).
 
@@ -593,7 +614,7 @@ def simulate_exposure(rng, rate_dn_s, det: DetectorModel, *, xstart=1, ystart=1,
                       cr_charge_median_e=1500.0, include_ipc=False,
                       miri_reset_anomaly=False, bias_drift=True, noiseless=False,
                       quantize=True, flicker_noise=0.0, flicker_amp_fraction=0.25,
-                      noutputs=None):
+                      noutputs=None, emi=None):
     """Simulate a raw ramp (``uncal`` SCI) on a subarray of ``det``.
 
     Parameters
@@ -629,6 +650,10 @@ def simulate_exposure(rng, rate_dn_s, det: DetectorModel, *, xstart=1, ystart=1,
     noutputs : int or None
         Amplifiers reading the subarray (NOUTPUTS); None: 4 when the fast axis spans the
         full 2048 pixels, else 1. Only the flicker noise uses it.
+    emi : dict or None
+        MIRI EMI added to every read frame (:func:`emi_frame`): ``waves`` ((Hz, DN
+        amplitude, phase), ...), ``rowclocks``, ``frameclocks``, ``nsamples``, ``r1``
+        (a reset frame between integrations). None (the default) adds none.
     quantize : bool
         Round and clip to uint16 (the ``uncal`` convention); False returns float32.
 
@@ -743,6 +768,12 @@ def simulate_exposure(rng, rate_dn_s, det: DetectorModel, *, xstart=1, ystart=1,
         fast_len = shape[1] if abs(det.fastaxis) == 1 else shape[0]
         outputs = noutputs or (4 if fast_len == 2048 else 1)
 
+    emi_on = bool(emi and emi.get("waves"))
+    if emi_on:
+        emi_clock = emi_sample_clocks(shape, emi["rowclocks"], emi["nsamples"])
+        emi_frame_clocks = shape[0] * emi["rowclocks"] + (1024 - shape[0]) * 7
+        emi_int_clocks = ngroups * emi_frame_clocks + (emi["frameclocks"] if emi["r1"] else 0)
+
     def store(dst, src):
         if quantize:
             np.rint(src, out=src)
@@ -789,6 +820,9 @@ def simulate_exposure(rng, rate_dn_s, det: DetectorModel, *, xstart=1, ystart=1,
             if flicker_on:
                 frame += flicker_frame(flicker_gen, shape, det.fastaxis, det.slowaxis, outputs,
                                        float(flicker_noise), float(flicker_amp_fraction))
+            if emi_on:
+                frame += emi_frame(emi_clock + (i * emi_int_clocks + g * emi_frame_clocks),
+                                   emi["waves"])
             if not noiseless:
                 _add_normal(frame, sigma64, seed, 2 * (i * nreads + r) + 1)
             if r == 0:

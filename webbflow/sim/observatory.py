@@ -408,6 +408,8 @@ def simulate_program(outdir, specs, *, seed=0, cosmic_ray_rate=1.5e-5, context_n
             _simulate_exposure(outdir, spec, det, cosmic_ray_rate,
                                opt if spec.exp_type in IMAGING_EXP_TYPES else None, sky)
         del det
+    if "MIRI" in {instrument for instrument, _ in by_detector}:
+        write_emicorr_reference(refs)
     return write_cache(cache, refs.entries, context_number=context_number)
 
 
@@ -450,6 +452,67 @@ def _sky_rate(spec, meta, det, opt, sky):
     return rate
 
 
+# the synthetic EMICORR reference: which frequencies each subarray case corrects
+# (FAST; SLOW per detector), waveforms of EMICORR_SAMPLES points per period
+EMICORR_CASES = {"FULL_FAST": ["Hz10"], "FULL_SLOW": ["Hz10"], "SUB256": ["Hz390", "Hz218a"],
+                 "MASK1550": ["Hz390", "Hz10"], "MASK1140": ["Hz390", "Hz10"],
+                 "MASK1065": ["Hz390", "Hz10"], "BRIGHTSKY": ["Hz390"], "SUB128": ["Hz390"],
+                 "SUB64": ["Hz390"], "SLITLESSPRISM": ["Hz390"], "MASKLYOT": ["Hz390"]}
+EMICORR_SAMPLES = 128
+
+
+def emicorr_waveform(n=EMICORR_SAMPLES):
+    """A unit sine over one period, sample k at phase (k + 0.5) / n (where jwst's
+    emicorr places the reference's samples)."""
+    return np.sin(2 * np.pi * (np.arange(n) + 0.5) / n).astype(np.float32)
+
+
+def write_emicorr_reference(refs):
+    """The MIRI EMICORR reference in the official ASDF layout (stdatamodels EmiModel:
+    ``frequencies`` {name: {frequency, phase_amplitudes}}, ``subarray_cases``
+    {case: {rowclocks, frameclocks, freqs: {FAST: [...], SLOW: {detector: [...]}}}}),
+    selected by date only, as the real CRDS rmap does."""
+    from stdatamodels.jwst.datamodels import EmiModel  # noqa: PLC0415
+
+    from webbflow.sim.readout import MIRI_EMI_FREQUENCIES  # noqa: PLC0415
+    from webbflow.steps.emicorr import SUBARRAY_CLOCKS  # noqa: PLC0415
+
+    model = EmiModel()
+    model.frequencies = {name: {"frequency": hz, "phase_amplitudes": emicorr_waveform()}
+                         for name, hz in MIRI_EMI_FREQUENCIES.items()}
+    cases = {}
+    for case, names in EMICORR_CASES.items():
+        rowclocks, frameclocks = SUBARRAY_CLOCKS[case]
+        freqs = {"SLOW": {d: list(names) for d in ("MIRIMAGE", "MIRIFULONG", "MIRIFUSHORT")}}
+        if case != "FULL_SLOW":
+            freqs["FAST"] = list(names)
+        cases[case] = {"rowclocks": rowclocks, "frameclocks": frameclocks, "freqs": freqs}
+    model.subarray_cases = cases
+    model.meta.instrument.name = "MIRI"
+    model.meta.description = "synthetic EMI correction waveforms"
+    return refs.write_asdf("MIRI", "emicorr", model)
+
+
+def _emi_model(spec, meta):
+    """The EMI a MIRI exposure's ``emi`` option asks for, on the clocks of its subarray
+    case (the sequence jwst's emicorr phases against)."""
+    from webbflow.sim.readout import MIRI_EMI_FREQUENCIES, MIRI_NSAMPLES  # noqa: PLC0415
+    from webbflow.steps.emicorr import SUBARRAY_CLOCKS  # noqa: PLC0415
+
+    if spec.instrument != "MIRI":
+        raise ValueError("EMI is simulated for MIRI only")
+    speed = "SLOW" if "SLOW" in spec.readpatt else "FAST"
+    case = f"FULL_{speed}" if spec.subarray == "FULL" else spec.subarray
+    if case not in SUBARRAY_CLOCKS:
+        raise ValueError(f"no EMI clocks for subarray {spec.subarray}")
+    rowclocks, frameclocks = SUBARRAY_CLOCKS[case]
+    return {"waves": [(MIRI_EMI_FREQUENCIES[name], float(amp), float(phase))
+                      for name, amp, phase in spec.emi],
+            "rowclocks": rowclocks, "frameclocks": frameclocks,
+            "nsamples": MIRI_NSAMPLES[spec.readpatt],
+            "r1": spec.readpatt in ("FASTR1", "SLOWR1")}
+
+
 def _simulate_exposure(outdir, spec, det, cosmic_ray_rate, opt=None, sky=None):
     rng = np.random.default_rng(spec.seed)
     meta = exposure_meta(spec, det.fastaxis, det.slowaxis)
@@ -474,7 +537,8 @@ def _simulate_exposure(outdir, spec, det, cosmic_ray_rate, opt=None, sky=None):
         nints=spec.nints, ngroups=spec.ngroups, nframes=nframes, groupgap=groupgap,
         frame_time=meta["exposure"]["frame_time"], cosmic_ray_rate=cosmic_ray_rate,
         include_ipc=True, miri_reset_anomaly=det.is_miri, flicker_noise=spec.flicker_noise,
-        flicker_amp_fraction=spec.flicker_amp_fraction, noutputs=spec.outputs)
+        flicker_amp_fraction=spec.flicker_amp_fraction, noutputs=spec.outputs,
+        emi=_emi_model(spec, meta) if spec.emi else None)
     table = int_times(meta)
     paths = []
     for segment, first, last in spec.segment_ranges():

@@ -90,6 +90,9 @@ class ExposureSpec:
     # write the ZEROFRAME extension (each integration's first read frame), as NIRCam and
     # NIRISS deliver it (off by default)
     zeroframe: bool = False
+    # MIRI EMI: ((name in readout.MIRI_EMI_FREQUENCIES, amplitude in raw DN, phase in
+    # cycles at the exposure's first pixel), ...); () adds none (the default)
+    emi: tuple = ()
     seed: int = 1
     scene: dict = field(default_factory=dict, hash=False, compare=False)
 
@@ -195,7 +198,8 @@ def exposure_meta(spec, fastaxis, slowaxis):
         "count": 1, "integration_start": 1, "integration_end": spec.nints,
     }
     if spec.instrument == "MIRI":
-        exposure.update(miri_fsw_nframes=1, miri_fsw_ngroups=spec.ngroups)
+        exposure.update(miri_fsw_nframes=1, miri_fsw_ngroups=spec.ngroups,
+                        nsamples=readout.MIRI_NSAMPLES.get(spec.readpatt, 1))
     obs_id = (f"V{spec.program}{spec.observation:03d}{spec.visit:03d}"
               f"P{spec.visit_group:02d}{spec.sequence}{_base36(spec.activity, 2)}")
     observation = {

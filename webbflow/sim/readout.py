@@ -140,3 +140,11 @@ def group_time(instrument, readpatt, subarray="FULL"):
     """TGROUP = (NFRAMES + GROUPGAP) * TFRAME."""
     p = READ_PATTERNS[(instrument.upper(), readpatt)]
     return (p.nframes + p.groupgap) * frame_time(instrument, subarray, readpatt)
+
+
+# MIRI EMI: frequencies (Hz) by the names the EMICORR reference gives them, the values
+# in jwst 3.0 ``jwst/emicorr/tests/test_emicorr.py`` (Hz390, Hz10) and the
+# ``emicorr.py`` comments (218.52055 Hz); samples per pixel read (NSAMPLES) per pattern,
+# ``emicorr.py``: "1 for fastmode, 9 for slowmode"
+MIRI_EMI_FREQUENCIES = {"Hz390": 390.625, "Hz218a": 218.52055, "Hz10": 10.039216}
+MIRI_NSAMPLES = {"FAST": 1, "FASTR1": 1, "SLOW": 9, "SLOWR1": 9}
