@@ -151,7 +151,10 @@ EXPECTED_MODELS = {
     "linearity": "LinearityModel", "gain": "GainModel", "readnoise": "ReadnoiseModel",
     "ipc": "IPCModel", "rscd": "RSCDModel", "reset": "ResetModel", "flat": "FlatModel",
     "area": "PixelAreaModel", "distortion": "DistortionModel",
-    "filteroffset": "FilteroffsetModel", "abvegaoffset": "ABVegaOffsetModel"}
+    "filteroffset": "FilteroffsetModel", "abvegaoffset": "ABVegaOffsetModel",
+    "emicorr": "EmiModel"}
+# only in caches of NIRSpec IRS2 exposures
+IRS2_MODELS = {"refpix": "IRS2Model"}
 PER_INSTRUMENT_MODELS = {
     "photom": {"nircam": "NrcImgPhotomModel", "niriss": "NisImgPhotomModel",
                "miri": "MirImgPhotomModel", "fgs": "FgsImgPhotomModel"},
@@ -170,7 +173,7 @@ def _open_references(program):
     for path in sorted([*references.rglob("*.fits"), *references.rglob("*.asdf")]):
         reftype = path.name.split("_")[2]
         instrument = path.name.split("_")[1]
-        model_type = EXPECTED_MODELS.get(reftype) or (
+        model_type = EXPECTED_MODELS.get(reftype) or IRS2_MODELS.get(reftype) or (
             PER_INSTRUMENT_MODELS[reftype][instrument] if reftype in PER_INSTRUMENT_MODELS
             else "DarkMIRIModel" if instrument == "miri" else "DarkModel")
         with datamodels.open(path) as model:
@@ -188,6 +191,16 @@ def test_synthetic_references_open_as_their_models(synthetic_program, monkeypatc
     monkeypatch.setenv("STRICT_VALIDATION", "true")
     seen = set().union(*_open_references(synthetic_program).values())
     assert seen == set(EXPECTED_MODELS) | {"dark", *PER_INSTRUMENT_MODELS}
+
+
+@pytest.mark.oracle
+def test_synthetic_irs2_references(irs2_program, monkeypatch):
+    """The NIRSpec IRS2 cache: every reference a valid official model, the REFPIX an
+    IRS2Model."""
+    monkeypatch.setenv("STRICT_VALIDATION", "true")
+    seen = _open_references(irs2_program.parent)  # the fixture is the uncal file
+    assert "refpix" in seen["nirspec"]
+    assert {"mask", "saturation", "superbias", "linearity", "dark"} <= seen["nirspec"]
 
 
 @pytest.mark.oracle
