@@ -130,3 +130,22 @@ def assert_i2d_matches(a, b, worst=1e-4, p999=None):
     assert np.abs(vertices_a - vertices_b).max() < 1e-8
     for key in ("XPOSURE", "TMEASURE", "DURATION", "NDRIZ"):
         assert header_value(a, key) == header_value(b, key), key
+
+
+def rate_pulls(program, products, stems):
+    """(rate - true rate) / ERR over the clean pixels (DQ 0, finite, ERR > 0, never
+    saturated in the truth) of every ``<stem>_rate.fits`` in ``products``, pooled; with
+    its median and robust width (1.4826 MAD)."""
+    from webbflow.io import read_product
+    from webbflow.io.truth import read_truth
+
+    pulls = []
+    for stem in stems:
+        rate = read_product(products / f"{stem}_rate.fits")
+        truth = read_truth(program / "truth" / f"{stem}_truth.fits")
+        sci, err, dq = rate["data"], rate["err"], rate["dq"]
+        clean = (dq == 0) & np.isfinite(sci) & (err > 0) & ~truth["saturated_mask"]
+        pulls.append(((sci - truth["rate"]) / err)[clean])
+    z = np.concatenate(pulls)
+    median = np.median(z)
+    return z, median, 1.4826 * np.median(np.abs(z - median))

@@ -5,15 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
-from tests.oracle.compare import compare, failures
+from tests.oracle.compare import compare, failures, rate_pulls
 from tests.oracle.official import official_steps, run_official
 from webbflow import planning
 from webbflow.io import read_product
-from webbflow.io.truth import read_truth
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -78,17 +76,9 @@ def test_matches_official(side_by_side, case, suffix):
 def test_rate_recovers_truth_with_honest_errors(side_by_side):
     """(rate - true rate)/ERR over clean pixels: centred on 0 with unit width."""
     program, ours, _ = side_by_side
-    z_all = []
-    for stem in ("jw01234001001_02101_00001_nrca1", "jw01234001001_02101_00002_nrca1",
-                 "jw01234002001_02101_00001_nis"):
-        rate = read_product(ours / f"{stem}_rate.fits")
-        truth = read_truth(program / "truth" / f"{stem}_truth.fits")
-        sci, err, dq = rate["data"], rate["err"], rate["dq"]
-        clean = (dq == 0) & np.isfinite(sci) & (err > 0) & ~truth["saturated_mask"]
-        z_all.append(((sci - truth["rate"]) / err)[clean])
-    z = np.concatenate(z_all)
-    median = np.median(z)
-    width = 1.4826 * np.median(np.abs(z - median))
+    z, median, width = rate_pulls(program, ours, ("jw01234001001_02101_00001_nrca1",
+                                                  "jw01234001001_02101_00002_nrca1",
+                                                  "jw01234002001_02101_00001_nis"))
     assert z.size > 50000
     assert abs(median) < 0.05, median
     assert 0.9 <= width <= 1.1, width

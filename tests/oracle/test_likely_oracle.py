@@ -16,12 +16,12 @@ import pytest
 import yaml
 from astropy.io import fits
 
+from tests.oracle.compare import rate_pulls
 from tests.oracle.official import official_steps, run_official
 from tests.oracle.ours import _cli
 from tests.oracle.test_detector1_oracle import CONFIG
 from webbflow import planning
 from webbflow.io import read_product
-from webbflow.io.truth import read_truth
 
 pytestmark = pytest.mark.oracle
 
@@ -178,17 +178,8 @@ def test_rate_recovers_truth_with_honest_errors(side_by_side):
     """(rate - true rate)/ERR over clean pixels of the NIRCam exposures: median ~0, robust
     width 0.9-1.1."""
     program, ours, _ = side_by_side
-    z_all = []
-    for case in ("nircam_bright2_3ints", "nircam_rapid_5_groups"):
-        stem = STEMS[case]
-        rate = read_product(ours / f"{stem}_rate.fits")
-        truth = read_truth(program / "truth" / f"{stem}_truth.fits")
-        sci, err, dq = rate["data"], rate["err"], rate["dq"]
-        clean = (dq == 0) & np.isfinite(sci) & (err > 0) & ~truth["saturated_mask"]
-        z_all.append(((sci - truth["rate"]) / err)[clean])
-    z = np.concatenate(z_all)
-    median = np.median(z)
-    width = 1.4826 * np.median(np.abs(z - median))
+    z, median, width = rate_pulls(program, ours, [STEMS[case] for case in
+                                                  ("nircam_bright2_3ints", "nircam_rapid_5_groups")])
     print(f"LIKELY truth: n={z.size} median={median:.4f} width={width:.4f}")
     assert z.size > 20000
     assert abs(median) < 0.05, median
