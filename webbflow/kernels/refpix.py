@@ -219,3 +219,31 @@ def _subtract_rows_cols(group, r0, r1, rstep, c0, c1, cstep, sig):
         yy = r0 + y * rstep
         for x in range(c0, c1, cstep):
             group[yy, x] = np.float32(np.float64(group[yy, x]) - sig)
+
+
+@njit(parallel=True)
+def _subarray_correct(data, ys_a, xs_a, ys_b, xs_b, colpar, siglimit, transposed):
+    """The NOUTPUTS=1 subarray correction of every group, in place: per group the clipped
+    means of the reference pixels at (ys_a, xs_a) and (ys_b, xs_b) (even and odd detector
+    columns; b empty when they are not told apart), each subtracted from the DMS columns
+    (rows when ``transposed``) whose class ``colpar`` is 0 or 1, rounded to float32 as
+    :func:`_fused_correct` does. Groups are independent: one parallel loop over them."""
+    nints, ngroups, ny, nx = data.shape
+    for k in prange(nints * ngroups):
+        plane = data[k // ngroups, k % ngroups]
+        sig = np.zeros(2, np.float64)
+        use = np.zeros(2, np.bool_)
+        for c in range(2):
+            ys = ys_a if c == 0 else ys_b
+            xs = xs_a if c == 0 else xs_b
+            vals = np.empty(ys.shape[0], plane.dtype)
+            for j in range(ys.shape[0]):
+                vals[j] = plane[ys[j], xs[j]]
+            status, value = _clipped_mean(vals, siglimit)
+            if status != 0:
+                sig[c] = value
+                use[c] = True
+        for y in range(ny):
+            for x in range(nx):
+                c = colpar[y] if transposed else colpar[x]
+                plane[y, x] = _fused_value(plane[y, x], sig[c], use[c], 0.0, 0.0, True)

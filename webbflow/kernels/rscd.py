@@ -12,14 +12,16 @@ def _any_problem(gdq, i0, i1, sat, out):
     ngroups = gdq.shape[1]
     ny, nx = gdq.shape[2], gdq.shape[3]
     hits = np.zeros((ny, ngroups), np.bool_)
+    # x innermost: a pixel's groups are a frame apart, so walk each group's row instead
     for y in prange(ny):
-        for x in range(nx):
-            for i in range(i0, i1):
-                if gdq[i, 0, y, x] & sat:
+        for i in range(i0, i1):
+            for k in range(1, ngroups):
+                if hits[y, k]:
                     continue
-                for k in range(1, ngroups):
-                    if gdq[i, k, y, x] & sat:
+                for x in range(nx):
+                    if (gdq[i, k, y, x] & sat) and not (gdq[i, 0, y, x] & sat):
                         hits[y, k] = True
+                        break
     for k in range(ngroups):
         out[k] = False
         for y in range(ny):

@@ -224,33 +224,19 @@ def _nir_subarray(data, pdq_det, dnu, refdq, window, fastaxis, slowaxis, odd_eve
     ys, xs = np.divmod(to_detector_frame(flat, fastaxis, slowaxis)[rows, cols], NIR_FULL)
     ys -= r0
     xs -= c0
-    even = cols % 2 == 0
-    groups = ((ys[even], xs[even], slice(0, None, 2)), (ys[~even], xs[~even], slice(1, None, 2)))
     transposed = abs(fastaxis) != 1
     window_cols = slice(r0, r1) if transposed else slice(c0, c1)
-    no_side = np.zeros(NIR_FULL, np.float64)
-    colsig = np.zeros(NIR_FULL, np.float64)
-    colmask = np.zeros(NIR_FULL, np.bool_)
-    nints, ngroups = data.shape[:2]
-    for i in range(nints):
-        for g in range(ngroups):
-            plane = data[i, g]
-            colmask[:] = False
-            if odd_even_columns:
-                for y, x, parity in groups:
-                    value = _clip(plane[y, x], siglimit)
-                    if value is not None:
-                        colsig[parity] = np.float64(value)
-                        colmask[parity] = True
-            else:
-                value = _clip(plane[ys, xs], siglimit)
-                if value is not None:
-                    colsig[:] = np.float64(value)
-                    colmask[:] = True
-            col_d, mask_d = (colsig[::-1], colmask[::-1]) if fastaxis < 0 else (colsig, colmask)
-            _k._fused_correct(plane, np.ascontiguousarray(col_d[window_cols]),
-                              np.ascontiguousarray(mask_d[window_cols]), no_side, 0.0,
-                              transposed, True)
+    # class of each DMS column (row when transposed): its detector column's parity
+    parity = np.arange(NIR_FULL, dtype=np.int64) % 2 if odd_even_columns \
+        else np.zeros(NIR_FULL, np.int64)
+    colpar = np.ascontiguousarray((parity[::-1] if fastaxis < 0 else parity)[window_cols])
+    if odd_even_columns:
+        even = cols % 2 == 0
+        a, b = (ys[even], xs[even]), (ys[~even], xs[~even])
+    else:
+        a, b = (ys, xs), (ys[:0], xs[:0])
+    _k._subarray_correct(data, *(np.ascontiguousarray(v, np.int64) for v in (*a, *b)),
+                         colpar, float(siglimit), transposed)
 
 
 def _miri_refvalue(grp, pdq, col, rows, dnu, siglimit):
