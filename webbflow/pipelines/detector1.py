@@ -1092,8 +1092,10 @@ def run_dark(uncal_path, refs, config, dqflags, *, context):
 def run_stage1(uncal_path, refs, config, dqflags, *, context):
     """The stage-1 pipeline the exposure's EXP_TYPE calls for (calwebb_dark for darks,
     else calwebb_detector1 / calwebb_tso1)."""
+    from webbflow.pipelines.memory import reuse_freed_memory
     from webbflow.planning import stage1_pipeline
 
+    reuse_freed_memory()
     meta = read_product(uncal_path).meta
     run = run_dark if stage1_pipeline(meta) == "dark" else run_detector1
     return run(uncal_path, refs, config, dqflags, context=context)
