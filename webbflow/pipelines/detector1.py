@@ -193,23 +193,28 @@ class _WholeFrameNeeded(Exception):
 
 
 class _RowBlock:
-    """Contiguous copies of rows ``y0:y1`` of the ramp; ``store()`` writes them back."""
+    """Rows ``y0:y1`` of the ramp: views for the steps that work in place (no copy in or
+    out: these steps are memory-bound, and a copy is two more passes over the block), else
+    contiguous copies; ``store()`` writes back whatever is not the ramp's own memory."""
 
-    def __init__(self, ramp, y0, y1):
+    def __init__(self, ramp, y0, y1, views=False):
         self.ramp, self.y0, self.y1 = ramp, y0, y1
-        self.data = np.ascontiguousarray(ramp.data[..., y0:y1, :])
-        self.gdq = np.ascontiguousarray(ramp.gdq[..., y0:y1, :])
-        self.pdq = np.ascontiguousarray(ramp.pdq[y0:y1])
+        take = (lambda a: a) if views else np.ascontiguousarray
+        self.data = take(ramp.data[..., y0:y1, :])
+        self.gdq = take(ramp.gdq[..., y0:y1, :])
+        self.pdq = take(ramp.pdq[y0:y1])
         self.zeroframe = (None if ramp.zeroframe is None
-                          else np.ascontiguousarray(ramp.zeroframe[..., y0:y1, :]))
+                          else take(ramp.zeroframe[..., y0:y1, :]))
 
     def store(self):
         r = self.ramp
-        r.data[..., self.y0:self.y1, :] = self.data
-        r.gdq[..., self.y0:self.y1, :] = self.gdq
-        r.pdq[self.y0:self.y1] = self.pdq
-        if self.zeroframe is not None:
-            r.zeroframe[..., self.y0:self.y1, :] = self.zeroframe
+        rows = slice(self.y0, self.y1)
+        for piece, whole in ((self.data, r.data[..., rows, :]), (self.gdq, r.gdq[..., rows, :]),
+                             (self.pdq, r.pdq[rows]),
+                             (self.zeroframe, None if r.zeroframe is None
+                              else r.zeroframe[..., rows, :])):
+            if piece is not None and not np.may_share_memory(piece, whole):
+                whole[...] = piece
 
 
 class Detector1:
@@ -271,11 +276,12 @@ class Detector1:
             return np.zeros((y1 - y0, self.ramp.pdq.shape[1]), np.uint32)
         return ref.rows("dq", y0, y1, np.uint32)
 
-    def row_blocks(self, reference=None, name="data", frames=None):
+    def row_blocks(self, reference=None, name="data", frames=None, views=False):
         """Row blocks of the ramp for pixel-local steps, so that big references (darks,
         resets, linearity coefficients) are read a block at a time. The block size counts
         the reference's planes too (``reference.rows(name, ..., first=frames)``): a MIRI
-        dark or reset holds more integrations and groups than the science ramp."""
+        dark or reset holds more integrations and groups than the science ramp.
+        ``views``: the blocks are views of the ramp (steps that update in place)."""
         nints, ngroups, ny, nx = self.ramp.data.shape
         row_bytes = nints * ngroups * nx * 4
         if reference is not None:
@@ -286,7 +292,7 @@ class Detector1:
             row_bytes += planes * nx * 4
         rows = max(1, min(ny, ROW_BLOCK_BYTES // row_bytes))
         for y0 in range(0, ny, rows):
-            yield _RowBlock(self.ramp, y0, min(ny, y0 + rows))
+            yield _RowBlock(self.ramp, y0, min(ny, y0 + rows), views)
 
     def mark(self, step, status):
         self.ramp.meta.setdefault("cal_step", {})[CAL_STEP[step]] = status
@@ -700,7 +706,7 @@ class Detector1:
         lin = self.ref("linearity")
         if lin is None:
             return "SKIPPED"
-        for block in self.row_blocks(lin, "coeffs"):
+        for block in self.row_blocks(lin, "coeffs", views=True):
             block.data, block.pdq, block.zeroframe = correct_linearity(
                 block.data, block.gdq, block.pdq, lin.rows("coeffs", block.y0, block.y1, np.float32),
                 self.dq_of(lin, block), self.dqflags, zeroframe=block.zeroframe)
@@ -716,7 +722,7 @@ class Detector1:
         r = self.ramp
         status = "SKIPPED"
         frames = self._dark_frames_used(dark)
-        for block in self.row_blocks(dark, "data", frames):
+        for block in self.row_blocks(dark, "data", frames, views=True):
             block.data, block.pdq, status = subtract_dark(
                 block.data, block.pdq,
                 dark.rows("data", block.y0, block.y1, np.float32, first=frames),
@@ -781,7 +787,7 @@ class Detector1:
         if reset is None:
             return "SKIPPED"
         r = self.ramp
-        for block in self.row_blocks(reset):
+        for block in self.row_blocks(reset, views=True):
             block.data, block.pdq = subtract_reset(
                 block.data, block.pdq, reset.rows("data", block.y0, block.y1, np.float32),
                 self.dq_of(reset, block), self.dqflags,
