@@ -67,7 +67,7 @@ def _ipc_row3(plane, src, kernel, y0, nx, x0, y):
         out[x] = acc
 
 
-@njit(parallel=True)
+@njit
 def _ipc_plane(plane, src, kernel, per_pixel, y0, ny, x0, nx):
     """Convolve the science region [y0:y0+ny, x0:x0+nx] of ``plane`` (src: its copy).
 
@@ -76,7 +76,7 @@ def _ipc_plane(plane, src, kernel, per_pixel, y0, ny, x0, nx):
     the science region (reference pixels, edges) taken as 0.
     """
     fast3 = (not per_pixel) and kernel.shape[0] == 3 and kernel.shape[1] == 3 and nx >= 3
-    for y in prange(ny):
+    for y in range(ny):
         if fast3 and 0 < y < ny - 1:
             _ipc_row3(plane, src, kernel, y0, nx, x0, y)
             for x in (0, nx - 1):
@@ -84,3 +84,14 @@ def _ipc_plane(plane, src, kernel, per_pixel, y0, ny, x0, nx):
         else:
             for x in range(nx):
                 plane[y0 + y, x0 + x] = _ipc_pixel(src, kernel, per_pixel, y0, ny, x0, nx, y, x)
+
+
+@njit(parallel=True)
+def _ipc_cube(data, kernel, per_pixel, y0, ny, x0, nx):
+    """Every group of every integration, one group per task (a group is a few ms of work:
+    one parallel loop over all of them, not one per group), each from its own copy."""
+    nints, ngroups, rows, cols = data.shape
+    for k in prange(nints * ngroups):
+        plane = data[k // ngroups, k % ngroups]
+        src = plane.copy()
+        _ipc_plane(plane, src, kernel, per_pixel, y0, ny, x0, nx)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from webbflow.kernels.ipc import _ipc_plane
+from webbflow.kernels.ipc import _ipc_cube
 from webbflow.steps._checks import check_dtypes
 
 __all__ = ["correct_ipc", "ipc_reference_pixels"]
@@ -42,9 +42,5 @@ def correct_ipc(data, kernel, *, instrument="NIRCAM", xstart=1, ystart=1, xsize=
         raise ValueError("IPC kernel must be 2-D or 4-D")
     ny = ny_all - (bottom + top)
     nx = nx_all - (left + right)
-    src = np.empty((ny_all, nx_all), np.float32)
-    for i in range(nints):
-        for g in range(ngroups):
-            src[:] = data[i, g]
-            _ipc_plane(data[i, g], src, k, per_pixel, bottom, ny, left, nx)
+    _ipc_cube(data, k, per_pixel, bottom, ny, left, nx)
     return data
