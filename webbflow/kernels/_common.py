@@ -155,8 +155,21 @@ def _all_flag(a, flag):
 
 @njit
 def _any_flag(a, flag):
-    """True if some element of the 1-D array a has a bit of ``flag`` (stops early)."""
-    for j in range(a.shape[0]):
+    """True if some byte of the 1-D uint8 array a has a bit of ``flag``. Reads 8 bytes a
+    word, OR-reduced over blocks (a loop without an exit vectorises), and stops after the
+    first block that has one: DQ cubes are mostly clean, so the whole array is usually
+    read, and a byte loop with an exit ran at a tenth of the memory speed."""
+    n = a.shape[0]
+    nwords = n // 8
+    words = a[:nwords * 8].view(np.uint64)
+    pattern = np.uint64(flag) * np.uint64(0x0101010101010101)
+    for start in range(0, nwords, 2048):
+        acc = np.uint64(0)
+        for j in range(start, min(nwords, start + 2048)):
+            acc |= words[j]
+        if acc & pattern:
+            return True
+    for j in range(nwords * 8, n):
         if a[j] & flag:
             return True
     return False
