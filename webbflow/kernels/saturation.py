@@ -107,25 +107,28 @@ def _forward_all(data, gdq, thr, sat, low_flag, first_sat, row_first):
     seeds are exactly the pixels with first_sat <= g).
     """
     nints, ngroups, ny, nx = data.shape
+    # groups outer, pixels inner: a row of each group is contiguous, while a pixel's
+    # groups are a frame apart (one page each, more than the TLB holds)
     for y in prange(ny):
+        first = np.empty(nx, np.int64)
         for i in range(nints):
-            rmin = ngroups
-            for x in range(nx):
-                t = thr[y, x]
-                first = ngroups
-                for g in range(ngroups):
+            first[:] = ngroups
+            for g in range(ngroups):
+                for x in range(nx):
                     v = data[i, g, y, x]
-                    if first == ngroups and v >= t:
-                        first = g
+                    if first[x] == ngroups and v >= thr[y, x]:
+                        first[x] = g
                     f = np.uint8(0)
-                    if first <= g:
+                    if first[x] <= g:
                         f |= sat
                     if v <= 0:
                         f |= low_flag
                     gdq[i, g, y, x] |= f
-                first_sat[i, y, x] = first
-                if first < rmin:
-                    rmin = first
+            rmin = ngroups
+            for x in range(nx):
+                first_sat[i, y, x] = first[x]
+                if first[x] < rmin:
+                    rmin = first[x]
             row_first[i, y] = rmin
 
 
