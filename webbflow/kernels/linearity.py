@@ -65,12 +65,21 @@ def _correct_linearity(data, gdq, pdq, coeffs, lin_dq, sat, no_lin_corr, zframe,
         _prepare_row(coeffs, lin_dq, y, no_lin_corr, cbuf, addbuf)
         for x in range(nx):
             pdq[y, x] = pdq[y, x] | lin_dq[y, x] | addbuf[x]
+        rbuf = np.empty(nx, np.float32)
         for i in range(nints):
             for g in range(ngroups):
+                drow = data[i, g, y]
+                qrow = gdq[i, g, y]
+                # _horner32 on the whole row, one coefficient at a time: the pixel loop is
+                # innermost and vectorises (same float32 operations in the same order)
                 for x in range(nx):
-                    if gdq[i, g, y, x] & sat:
-                        continue
-                    data[i, g, y, x] = _horner32(cbuf, x, data[i, g, y, x])
+                    rbuf[x] = cbuf[ncoef - 1, x] * drow[x]
+                for j in range(ncoef - 2, 0, -1):
+                    for x in range(nx):
+                        rbuf[x] = (rbuf[x] + cbuf[j, x]) * drow[x]
+                for x in range(nx):
+                    r = rbuf[x] + cbuf[0, x]
+                    drow[x] = drow[x] if qrow[x] & sat else r
         if do_zframe:
             for i in range(zframe.shape[0]):
                 for x in range(nx):
