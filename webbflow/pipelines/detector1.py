@@ -159,6 +159,8 @@ INTEGRATION_CHUNK_BYTES = 128 * 2**20
 FIT_BLOCK_BYTES = 32 * 2**20
 FIT_BLOCK_MIN_ROWS = 16
 RESIDENT_RAMP_BYTES = 64 * 2**20
+# per reference, what a chunked run keeps of its reads instead of decoding them again
+KEPT_REFERENCE_BYTES = 128 * 2**20
 
 
 class _RateAssembly:
@@ -230,6 +232,7 @@ class Detector1:
         self.is_miri = self.instrument == "MIRI"
         self.step_names = tuple(steps) if steps else detector1_steps(self.instrument)
         self.used_refs = {}
+        self.chunked = False  # run_streamed: the steps run once per integration chunk
         self.fit = None
         self._opened = {}
         # streamed runs: the first integration of the chunk in self.ramp, of total_ints
@@ -267,6 +270,8 @@ class Detector1:
         if reftype not in self._opened:
             self._opened[reftype] = load_reference(path, reftype, self.ramp.meta,
                                                    self.ramp.pdq.shape)
+            if self.chunked:
+                self._opened[reftype].keep_reads(KEPT_REFERENCE_BYTES)
         return self._opened[reftype]
 
     def dq_of(self, ref, block=None):
@@ -374,6 +379,8 @@ class Detector1:
         deferred = ("rscd",) if self.is_miri else ()
         int_bytes = ngroups * ny * nx * 4
         per_chunk = max(1, INTEGRATION_CHUNK_BYTES // int_bytes)
+        # MIRI references differ by integration (per-integration darks and resets)
+        self.chunked = nints > per_chunk and not self.is_miri
         store = RampStore(frame.gdq.shape, [(h0, h1) for _, _, h0, h1 in self._fit_blocks()],
                           in_memory=nints * int_bytes <= RESIDENT_RAMP_BYTES, source=self.source)
         try:
