@@ -10,7 +10,7 @@ from astropy.io import fits
 
 from tests.realdata import real_file
 from webbflow.errors import WebbflowError
-from webbflow.io import Product, read_product, write_product
+from webbflow.io import Product, products, read_product, write_product
 from webbflow.sim.program import demo_program, exposure_meta, int_times
 
 
@@ -89,19 +89,115 @@ def test_ramp_rows_are_read_lazily(tmp_path):
     assert lazy.shape("data") == product["data"].shape
 
 
-def test_write_is_atomic(tmp_path, monkeypatch):
+@pytest.mark.parametrize("writer", ["direct", "astropy"])
+def test_write_is_atomic(tmp_path, monkeypatch, writer):
     product = _products()["rate"]
+    if writer == "astropy":   # a table only astropy writes sends the product to astropy
+        product = _products()["rateints"]
+        product.tables["int_times"] = np.zeros(1, dtype=[("flag", "?")])
     target = tmp_path / "x_rate.fits"
 
-    def explode(self, *args, **kwargs):
-        Path(args[0]).write_bytes(b"partial")
+    def explode(*args, **kwargs):
+        first = args[1] if writer == "astropy" else args[0]
+        if writer == "astropy":
+            Path(first).write_bytes(b"partial")
+        else:
+            first.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(fits.HDUList, "writeto", explode)
+    if writer == "astropy":
+        monkeypatch.setattr(fits.HDUList, "writeto", explode)
+    else:
+        monkeypatch.setattr(products, "_write_blocks", explode)
     with pytest.raises(OSError):
         write_product(target, product)
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+class _FixedClock:
+    @staticmethod
+    def now(tz=None):
+        from datetime import datetime
+
+        return datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=tz)
+
+
+@pytest.mark.parametrize("suffix", ["uncal", "ramp", "rate", "rateints", "fitopt"])
+def test_products_are_written_as_astropy_writes_them(tmp_path, suffix, monkeypatch):
+    """Byte for byte, without astropy's writer (and so without importing astropy.table)."""
+    monkeypatch.setattr(products, "datetime", _FixedClock)
+    product = _products()[suffix]
+    expected = tmp_path / "astropy.fits"
+    products.atomic_hdulist_write(expected, products.build_hdulist(product, "x.fits"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("astropy's writer used")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fits.HDUList, "writeto", refuse)
+        patch.setattr(fits.BinTableHDU, "__init__", refuse)
+        path = write_product(tmp_path / "x.fits", product)
+    assert path.read_bytes() == expected.read_bytes()
+
+
+def _direct_and_astropy(tmp_path, images, tables):
+    """The same HDUs written by both writers; None when the direct one declines."""
+    def hdus():
+        return fits.HDUList([fits.PrimaryHDU()] + [
+            fits.ImageHDU(np.array(a), name=f"IM{i}") for i, a in enumerate(images)])
+
+    blocks = products._direct_blocks(hdus(), list(tables))
+    if blocks is None:
+        return None
+    direct = tmp_path / "direct.fits"
+    with open(direct, "wb") as handle:
+        products._write_blocks(handle, blocks)
+    legacy = hdus()
+    for extname, records in tables:
+        if extname == "ASDF":   # as the ASDF extension is made: a 2-D byte column
+            column = records["ASDF_METADATA"]
+            legacy.append(fits.BinTableHDU.from_columns([fits.Column(
+                name="ASDF_METADATA", format=f"{column.shape[1]}B", array=column)],
+                name=extname))
+        else:
+            legacy.append(fits.BinTableHDU(records, name=extname))
+    legacy.writeto(tmp_path / "astropy.fits")
+    return direct.read_bytes(), (tmp_path / "astropy.fits").read_bytes()
+
+
+def test_direct_writer_matches_astropy_for_every_layout_it_takes(tmp_path):
+    rng = np.random.default_rng(5)
+    big = (products._CHUNK_BYTES // 4) * 2 + 77  # several conversion chunks and a tail
+    images = [rng.standard_normal(big).astype(np.float32),
+              rng.standard_normal((3, 5)).astype(">f4"),
+              rng.standard_normal((2, 3, 7)),
+              rng.integers(-2**15, 2**15, (4, 9), dtype=np.int16),
+              rng.integers(-2**31, 2**31, (5, 5), dtype=np.int32),
+              rng.integers(-2**62, 2**62, 17, dtype=np.int64),
+              rng.integers(0, 256, (6, 6), dtype=np.uint8),
+              rng.integers(0, 2**16, (3, 11), dtype=np.uint16),
+              rng.integers(0, 2**32, big, dtype=np.uint32),
+              rng.integers(0, 2**32, (7, 3), dtype=np.uint32).astype(">u4"),
+              rng.integers(0, 2**63, 9, dtype=np.uint64)]
+    records = np.zeros(3, dtype=[("a", "i2"), ("b", ">i4"), ("c", "i8"), ("d", "f4"),
+                                 ("e", "f8"), ("f", "u1"), ("g", "f4", (4,)),
+                                 ("h", "u1", (5,))])
+    for name in records.dtype.names:
+        records[name] = rng.integers(0, 100, records[name].shape)
+    tables = [("T1", records), ("T2", np.zeros(0, dtype=[("x", "f8")])),
+              ("ASDF", products._asdf_record(b"#ASDF 1.0.0\n" * 50))]
+    direct, legacy = _direct_and_astropy(tmp_path, images, tables)
+    assert direct == legacy
+    # what it leaves to astropy
+    for odd_images, odd_tables in [([np.zeros(3, np.int8)], []),
+                                   ([], [("T", np.zeros(2, dtype=[("s", "S4")]))]),
+                                   ([], [("T", np.zeros(2, dtype=[("b", "?")]))]),
+                                   ([], [("T", np.zeros(2, dtype=[("u", "u2")]))]),
+                                   ([], [("T", np.zeros(2, dtype=[("m", "f4", (2, 2))]))]),
+                                   ([], [("T", np.zeros(2, dtype=np.dtype(
+                                       [("a", "u1"), ("b", "f8")], align=True)))])]:
+        assert _direct_and_astropy(tmp_path, odd_images, odd_tables) is None
 
 
 def test_truncated_file_is_one_clear_error(tmp_path):
