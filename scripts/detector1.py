@@ -7,6 +7,7 @@ import sys
 
 import numba
 
+from webbflow.cli import warm_numba
 from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import write_product
@@ -16,6 +17,7 @@ from webbflow.pipelines.detector1 import check_raw_exposure, run_stage1
 logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
 numba.set_num_threads(snakemake.threads)  # noqa: F821
+warm_numba()
 
 plan = snakemake.params.plan  # noqa: F821
 try:
