@@ -87,6 +87,13 @@ def test_ramp_rows_are_read_lazily(tmp_path):
     np.testing.assert_array_equal(lazy.rows("data", 2, 5), product["data"][..., 2:5, :])
     assert lazy.rows("data", 2, 5).dtype == np.uint16
     assert lazy.shape("data") == product["data"].shape
+    # decoded straight into the working type, integrations picked on the way
+    np.testing.assert_array_equal(lazy.rows("data", 1, 7, dtype=np.float32, first=(1, 2)),
+                                  product["data"][1:2, :, 1:7, :].astype(np.float32))
+    ramp = _products()["ramp"]
+    lazy = read_product(write_product(tmp_path / "x_ramp.fits", ramp))
+    np.testing.assert_array_equal(lazy.rows("pixeldq", 0, 8), ramp["pixeldq"])  # uint32
+    assert lazy.rows("pixeldq", 0, 8).dtype == np.uint32
 
 
 @pytest.mark.parametrize("writer", ["direct", "astropy"])

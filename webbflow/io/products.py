@@ -117,7 +117,7 @@ class Product:
                     handle.seek(offset + plane * plane_bytes + start * nx * stored.itemsize)
                     if handle.readinto(buffer) != buffer.nbytes:
                         raise EOFError("file ends inside the data")
-                    flat[plane] = _decode(buffer, bzero, bscale)
+                    flat[plane] = _decode_in_place(buffer, bzero, bscale)
         except (OSError, EOFError) as exc:
             raise WebbflowError(self.path, f"cannot read extension {lazy.extname}: {exc}") from None
         return out
@@ -169,6 +169,19 @@ def _decoded_dtype(stored, bzero, bscale):
     if bzero or bscale != 1:
         return np.dtype(np.float32)
     return stored.newbyteorder("=")
+
+
+def _decode_in_place(raw, bzero, bscale):
+    """:func:`_decode`, the unsigned cases flipping the sign bit of ``raw`` itself (a read
+    buffer): no temporary, and the one byte-swapping pass is the caller's conversion."""
+    unsigned = {np.dtype(">i2"): (">u2", 32768), np.dtype(">i4"): (">u4", 2**31)}.get(raw.dtype)
+    if bscale != 1 or unsigned is None or bzero != unsigned[1]:
+        return _decode(raw, bzero, bscale)
+    stored = raw.view(unsigned[0])
+    native = stored.view(stored.dtype.newbyteorder("="))
+    flip = np.array([unsigned[1]], dtype=stored.dtype).view(native.dtype)[0]
+    np.bitwise_xor(native, flip, out=native)
+    return stored
 
 
 def _decode(raw, bzero, bscale):
