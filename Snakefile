@@ -26,22 +26,22 @@ include: "rules/spectra.smk"
 rule all:
     default_target: True
     input:
-        get_final_outputs(),
+        get_final_outputs(per_job=True),
 
 
 rule detector1_all:
     input:
-        get_detector1_outputs(),
+        get_detector1_outputs(per_job=True),
 
 
 rule image2_all:
     input:
-        get_image2_outputs(),
+        get_image2_outputs(per_job=True),
 
 
 rule image3_all:
     input:
-        get_image3_outputs(),
+        get_image3_outputs(per_job=True),
 
 
 rule associations_all:
