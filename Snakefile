@@ -26,22 +26,22 @@ include: "rules/spectra.smk"
 rule all:
     default_target: True
     input:
-        get_final_outputs(per_job=True),
+        get_final_outputs(),
 
 
 rule detector1_all:
     input:
-        get_detector1_outputs(per_job=True),
+        get_detector1_outputs(),
 
 
 rule image2_all:
     input:
-        get_image2_outputs(per_job=True),
+        get_image2_outputs(),
 
 
 rule image3_all:
     input:
-        get_image3_outputs(per_job=True),
+        get_image3_outputs(),
 
 
 rule associations_all:

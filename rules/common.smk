@@ -249,20 +249,18 @@ def is_dark(exposure):
     return planning.stage1_pipeline(header(exposure)["meta"]) == "dark"
 
 
-# Target rules ask for one product per job (``per_job=True``): a job's other products
-# are its outputs too, and Snakemake reruns it when any of them is missing. Every file a
-# target names costs a producer lookup, and each crf of a level-3 association a scan of
-# the association's inputs: 0.5 s of a 1,000-exposure dry run for no other effect.
+# Target rules name every product, not one per job: Snakemake checks a job's outputs
+# for missing files only where they are asked for, so a deleted rateints or crf would
+# otherwise not be remade.
 
 
-def get_detector1_outputs(per_job=False):
+def get_detector1_outputs():
     outputs = []
-    optional = {} if per_job else get_detector1_optional_outputs()
+    optional = get_detector1_optional_outputs()
     for exposure in exposures_running("detector1"):
         if is_dark(exposure):
             continue
-        outputs += [f"{exposure}_rate.fits"] if per_job else \
-            [f"{exposure}_rate.fits", f"{exposure}_rateints.fits"]
+        outputs += [f"{exposure}_rate.fits", f"{exposure}_rateints.fits"]
         outputs += [path.format(exposure=exposure) for path in optional.values()]
     return outputs
 
@@ -370,12 +368,9 @@ def image3_refcat(plan):
         return {}
 
 
-def get_image3_outputs(per_job=False):
+def get_image3_outputs():
     outputs = []
     for plan in IMAGE3_PLANS.values():
-        if per_job:
-            outputs.append(image3_products(plan)["i2d"])
-            continue
         outputs += list(image3_products(plan).values())
         outputs += [f"{stem}_{plan['asn_id']}_crf.fits" for stem in plan["stems"]]
     return outputs
@@ -421,9 +416,9 @@ def image2_outputs():
     return outputs
 
 
-def get_image2_outputs(per_job=False):
+def get_image2_outputs():
     products = [path for name, path in image2_outputs().items()
-                if not name.endswith("_preview")][:1 if per_job else None]
+                if not name.endswith("_preview")]
     return [path.format(exposure=exposure) for exposure in EXPOSURES if runs_image2(exposure)
             for path in products]
 
@@ -437,15 +432,14 @@ def get_dark_outputs():
             if is_dark(exposure)]
 
 
-def get_made_outputs(per_job=False):
+def get_made_outputs():
     """The products the rules make here (not their previews)."""
-    return (get_detector1_outputs(per_job) + get_dark_outputs() + get_image2_outputs(per_job)
-            + get_image3_outputs(per_job))
+    return (get_detector1_outputs() + get_dark_outputs() + get_image2_outputs()
+            + get_image3_outputs())
 
 
-def get_final_outputs(per_job=False):
-    return (get_made_outputs(per_job) + get_association_outputs()
-            + get_spectrum_plot_outputs())
+def get_final_outputs():
+    return get_made_outputs() + get_association_outputs() + get_spectrum_plot_outputs()
 
 
 def _save_reference_cache():
