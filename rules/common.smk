@@ -249,11 +249,6 @@ def is_dark(exposure):
     return planning.stage1_pipeline(header(exposure)["meta"]) == "dark"
 
 
-# Target rules name every product, not one per job: Snakemake checks a job's outputs
-# for missing files only where they are asked for, so a deleted rateints or crf would
-# otherwise not be remade.
-
-
 def get_detector1_outputs():
     outputs = []
     optional = get_detector1_optional_outputs()
@@ -438,6 +433,9 @@ def get_made_outputs():
             + get_image3_outputs())
 
 
+# Target rules name every product, not one product per job: Snakemake checks a job's
+# outputs for missing files only where a target asks for them, so a deleted rateints or
+# crf would otherwise not be remade.
 def get_final_outputs():
     return get_made_outputs() + get_association_outputs() + get_spectrum_plot_outputs()
 

@@ -298,8 +298,10 @@ def _primary_value_fields(stream, wanted):
                 first = False
             if card == _END_CARD:
                 return fields
-            if 0 <= card.find("=") < 8 or not card.isprintable():
-                raise _NotPlain  # a value indicator out of place: astropy's lenient parse
+            misplaced = 0 <= card.find("=") < 8 or (card[0] == " " and card[:8].strip())
+            if misplaced or not card.isprintable():
+                raise _NotPlain  # a keyword or value indicator out of place: astropy's
+                # lenient parse
             keyword = card[:8].rstrip().upper()
             if keyword == "CONTINUE" or keyword.startswith("HIERARCH"):
                 raise _NotPlain

@@ -109,6 +109,7 @@ def test_plain_cards_read_as_astropy_reads_them(tmp_path):
     "NINTS   =                (1,2) / complex",
     "NINTS   =                3 4",
     "NINTS= 4",
+    " NINTS  =                    4",
     "NINTS   =\t3",
     "HIERARCH ESO DET = 3",
 ])
