@@ -76,6 +76,11 @@ class Reference:
         self._kept = {}
         self._kept_budget = int(budget_bytes)
 
+    def forget_reads(self):
+        """Stop keeping reads and let the kept ones go."""
+        self._kept = None
+        self._kept_budget = 0
+
     def has(self, name):
         return self.product.has(name)
 

@@ -410,6 +410,10 @@ class Detector1:
                 del chunk
             self.ramp = frame
             self.chunk_start = 0
+            # the chunks are done: the row-block pass reads each reference row once
+            self.chunked = False
+            for reference in self._opened.values():
+                reference.forget_reads()
             for step in deferred:
                 statuses[step] = "SKIPPED" if self.skipped(step) else self.run_step(step)
             if (self.params("ramp_fit").get("suppress_one_group", True)
