@@ -10,9 +10,9 @@ The file is laid out block by block: each row block (with its halo rows) is one
 contiguous region holding every integration and group of those rows, so the second pass
 reads one region in one read. Each integration's slab of a block is padded to
 :data:`ALIGN` bytes, so that the file can be opened with ``O_DIRECT``: the data then goes
-between our buffers and the disk without a page-cache copy. Touching fresh memory costs
-far more than the disk on virtual machines (about 4 ms per MB here, against 1.5 GB/s to
-the disk), and a page-cache copy of the whole ramp is exactly that much fresh memory.
+between our buffers and the disk without a page-cache copy. Touching fresh memory can cost
+more than the disk on virtual machines (0.3 to 7 ms per MB measured here, against 1.5
+GB/s to the disk), and a page-cache copy of the whole ramp is exactly that much fresh memory.
 Where the file system refuses ``O_DIRECT`` (tmpfs) the same layout is written through
 the page cache, whose pages are dropped after each write and read so that later chunks
 reuse them. The write and read buffers are allocated once and reused for the same reason.
