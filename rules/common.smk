@@ -174,6 +174,7 @@ def _plan(stage, exposure):
                 exposure=start_file(exposure),
                 overrides=config["crds"].get("overrides"),
             ),
+            overrides=config["crds"].get("overrides"),
         )
     except WebbflowError as exc:
         return {"refs": {}, "problem": str(exc)}

@@ -47,10 +47,21 @@ def _crds(args, config):
     return settings, webbflow_crds.resolve_context(settings)
 
 
-def _references(config, settings, context, meta, reftypes, path):
-    return webbflow_crds.best_references(
-        meta, reftypes, context=context, settings=settings, exposure=path,
-        overrides=(config.get("crds") or {}).get("overrides"))
+def _references(config, settings, context, meta, reftypes, path, outdir):
+    """The best references and the cache that remembers them in ``outdir/.webbflow``, as
+    the workflow remembers a program's: running the same exposure again (a
+    re-parameterised step, a benchmark) does not load the CRDS client (~1.5 s of
+    imports) to get the same answer. The caller saves the cache once its products are
+    written, so that a failed run leaves nothing in ``outdir``."""
+    overrides = (config.get("crds") or {}).get("overrides")
+    cache = planning.ReferenceCache(outdir, context)
+    refs = cache.lookup(
+        [webbflow_crds.crds_parameters(meta), settings.get("path")], reftypes,
+        lambda: webbflow_crds.best_references(meta, reftypes, context=context,
+                                              settings=settings, exposure=path,
+                                              overrides=overrides),
+        overrides=overrides)
+    return refs, cache
 
 
 def warm_numba():
@@ -95,12 +106,13 @@ def _one_stage(prog, input_suffix, argv, plan, run, check=None, options=(), warm
             check(path)
         meta = read_product(path).meta
         stage, reftypes = plan(config, meta)
-        refs = _references(config, settings, context, meta, reftypes, path)
-        products = run(path, refs, stage, context, args)
         outdir = Path(args.outdir) if args.outdir else Path(path).parent
+        refs, remembered = _references(config, settings, context, meta, reftypes, path, outdir)
+        products = run(path, refs, stage, context, args)
         stem = Path(path).name.removesuffix(f"_{input_suffix}.fits")
         for name, product in products.items():
             write_product(outdir / f"{stem}_{name}.fits", product)
+        remembered.save()
     except WebbflowError as exc:
         print(f"webbflow: {exc}", file=sys.stderr)
         return 1
@@ -157,10 +169,11 @@ def image3(argv=None):
         meta = read_product(members[0]).meta if members else {}
         stage = planning.stage_config(config, "image3", meta)
         reftypes = planning.image3_reftypes(stage["steps"])
-        refs = {}
-        if members and reftypes:
-            refs = _references(config, *_crds(args, config), meta, reftypes, members[0])
         outdir = Path(args.outdir) if args.outdir else members[0].parent
+        refs, remembered = {}, None
+        if members and reftypes:
+            refs, remembered = _references(config, *_crds(args, config), meta, reftypes,
+                                           members[0], outdir)
 
         def write_crf(index, crf):
             stem = members[index].name.removesuffix("_cal.fits")
@@ -172,6 +185,8 @@ def image3(argv=None):
         write_image3_products(products, {
             name: outdir / f"{asn.product}_{planning.IMAGE3_SUFFIXES[name]}"
             for name in products})
+        if remembered is not None:
+            remembered.save()
     except WebbflowError as exc:
         print(f"webbflow: {exc}", file=sys.stderr)
         return 1

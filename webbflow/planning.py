@@ -487,7 +487,10 @@ def pinned_context(root, requested, resolve):
 
 
 class ReferenceCache:
-    """Best references per (context, reftypes, CRDS-relevant header), on disk."""
+    """Best references per (context, reftypes, CRDS-relevant header, overrides), on disk.
+
+    An entry whose chosen files are no longer where it says (a moved or pruned CRDS
+    cache) is asked again."""
 
     def __init__(self, root, context):
         self.path = Path(root) / STATE_DIR / f"refs_{context}.json"
@@ -497,12 +500,14 @@ class ReferenceCache:
             self.entries = {}
         self.dirty = False
 
-    def lookup(self, meta, reftypes, compute):
-        key = canonical([meta, sorted(reftypes)])
-        if key not in self.entries:
-            self.entries[key] = compute()
+    def lookup(self, meta, reftypes, compute, overrides=None):
+        key = json.dumps([meta, sorted(reftypes), overrides or {}], sort_keys=True, default=str)
+        refs = self.entries.get(key)
+        if refs is None or any(path != "N/A" and not os.path.exists(path)
+                               for path in refs.values()):
+            refs = self.entries[key] = compute()
             self.dirty = True
-        return self.entries[key]
+        return refs
 
     def save(self):
         if self.dirty:
