@@ -16,7 +16,7 @@ readers take the FITS keywords as authoritative, which keeps headers edited by h
 import io as _io
 import math
 import os
-import tempfile
+import secrets
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +27,7 @@ import yaml
 from astropy.io import fits
 
 from webbflow.errors import WebbflowError
+from webbflow.io.direct import DirectWriter, open_direct
 from webbflow.io import datamodels
 
 _ASDF_EXTNAME = "ASDF"
@@ -530,9 +531,26 @@ def write_product(path, product):
     return path
 
 
-def atomic_hdulist_write(path, hdulist):
+def _temporary_beside(path, direct=False):
+    """A new temporary file next to ``path``: (fd, its path, whether O_DIRECT took). Made
+    with the permissions the umask allows, as a plain ``open`` would (``mkstemp``'s 0600
+    would leave products unreadable to the rest of a group)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    while True:
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            if direct:
+                fd, took = open_direct(tmp, flags)
+            else:
+                fd, took = os.open(tmp, flags, 0o666), False
+            return fd, tmp, took
+        except FileExistsError:
+            continue
+
+
+def atomic_hdulist_write(path, hdulist):
+    fd, tmp, _ = _temporary_beside(path)
     os.close(fd)
     try:
         with warnings.catch_warnings():
@@ -545,11 +563,16 @@ def atomic_hdulist_write(path, hdulist):
 
 
 def _atomic_write(path, write):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """``write(sink)`` into a temporary file written with O_DIRECT where possible
+    (:mod:`webbflow.io.direct`), renamed to ``path`` once complete."""
+    fd, tmp, direct = _temporary_beside(path, direct=True)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
+        try:
+            sink = DirectWriter(fd, direct)
+            write(sink)
+            sink.close()
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -9,7 +9,7 @@ cluster point it at node-local disk).
 The file is laid out block by block: each row block (with its halo rows) is one
 contiguous region holding every integration and group of those rows, so the second pass
 reads one region in one read. Each integration's slab of a block is padded to
-:data:`ALIGN` bytes, so that the file can be opened with ``O_DIRECT``: the data then goes
+``webbflow.io.direct.ALIGN`` bytes, so that the file can be opened with ``O_DIRECT``: the data then goes
 between our buffers and the disk without a page-cache copy. Touching fresh memory can cost
 more than the disk on virtual machines (0.3 to 7 ms per MB measured here, against 1.5
 GB/s to the disk), and a page-cache copy of the whole ramp is exactly that much fresh memory.
@@ -19,28 +19,13 @@ reuse them. The write and read buffers are allocated once and reused for the sam
 """
 
 import errno
-import fcntl
 import os
 import tempfile
 
 import numpy as np
 
 from webbflow.errors import WebbflowError
-
-# O_DIRECT wants buffer addresses, file offsets and lengths in multiples of the device's
-# logical block size; a page covers every common one
-ALIGN = 4096
-
-
-def _padded(nbytes):
-    return -(-nbytes // ALIGN) * ALIGN
-
-
-def _aligned_buffer(nbytes):
-    """A uint8 array of ``nbytes`` whose first byte is ALIGN-aligned."""
-    raw = np.empty(nbytes + ALIGN, np.uint8)
-    start = -raw.ctypes.data % ALIGN
-    return raw[start:start + nbytes]
+from webbflow.io.direct import aligned_buffer, open_direct, padded, stop_direct
 
 
 class RampStore:
@@ -60,7 +45,7 @@ class RampStore:
         self._layout = {}
         offset = 0
         for h0, h1 in self.blocks:
-            slab = _padded(ngroups * (h1 - h0) * nx * 4)
+            slab = padded(ngroups * (h1 - h0) * nx * 4)
             self._layout[(h0, h1)] = (offset, slab)
             offset += nints * slab
         self._buffer = None  # reused by every write and read
@@ -74,17 +59,15 @@ class RampStore:
             raise WebbflowError(self.source, f"cannot create a scratch file in "
                                              f"{tempfile.gettempdir()}: {exc}") from None
         try:
-            self._fd = os.open(path, os.O_RDWR | getattr(os, "O_DIRECT", 0))
-            self.direct = hasattr(os, "O_DIRECT")
+            self._fd, self.direct = open_direct(path, os.O_RDWR)
             os.close(fd)
-        except OSError:  # no O_DIRECT on this file system: the page cache it is
+        except OSError:
             self._fd = fd
         os.unlink(path)
 
     def _fall_back_to_page_cache(self):
         """The file system took O_DIRECT at open but refuses the I/O itself."""
-        fcntl.fcntl(self._fd, fcntl.F_SETFL,
-                    fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+        stop_direct(self._fd)
         self.direct = False
 
     @property
@@ -93,7 +76,7 @@ class RampStore:
 
     def _scratch(self, nbytes):
         if self._buffer is None or self._buffer.nbytes < nbytes:
-            self._buffer = _aligned_buffer(nbytes)
+            self._buffer = aligned_buffer(nbytes)
         return self._buffer[:nbytes]
 
     def _io(self, call, buffer, offset):

@@ -1,0 +1,68 @@
+"""Writing through O_DIRECT: the bytes on disk are the bytes written, whatever the sizes
+of the pieces and of the file, also when the file system refuses O_DIRECT; products get
+the permissions the umask allows."""
+
+import errno
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from webbflow.io import Product, direct, read_product, write_product
+
+
+def _write(path, pieces, buffer_bytes):
+    fd, took = direct.open_direct(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    sink = direct.DirectWriter(fd, took, buffer_bytes=buffer_bytes)
+    for piece in pieces:
+        sink.write(piece)
+    sink.close()
+    os.close(fd)
+    return took
+
+
+@pytest.mark.parametrize("sizes", [[0], [1], [4096], [4095, 1, 2880 * 3],
+                                   [10_000, 3, 70_000, 2880], [300_000]])
+def test_pieces_of_any_size_land_in_order(tmp_path, sizes):
+    rng = np.random.default_rng(len(sizes))
+    pieces = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in sizes]
+    path = tmp_path / "out.bin"
+    _write(path, pieces, buffer_bytes=16384)
+    assert path.read_bytes() == b"".join(pieces)
+
+
+def test_refused_io_falls_back_to_the_page_cache(tmp_path, monkeypatch):
+    """A file system that takes O_DIRECT at open but refuses the write itself."""
+    import fcntl
+
+    real_write = os.write
+    refused = []
+
+    def write(fd, data):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & direct.DIRECT:
+            refused.append(len(data))
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct.os, "write", write)
+    pieces = [bytes(range(256)) * 100, b"tail"]
+    path = tmp_path / "out.bin"
+    took = _write(path, pieces, buffer_bytes=8192)
+    assert path.read_bytes() == b"".join(pieces)
+    assert refused or not took
+
+
+def test_products_readable_as_the_umask_allows(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = write_product(tmp_path / "x_rate.fits", Product(
+            "ImageModel", meta={"instrument": {"name": "NIRCAM"}},
+            arrays={"data": np.arange(12, dtype=np.float32).reshape(3, 4)}))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    product = read_product(path)
+    np.testing.assert_array_equal(product["data"], np.arange(12, dtype=np.float32).reshape(3, 4))
+    product.close()
+    assert not list(tmp_path.glob(".*.tmp"))

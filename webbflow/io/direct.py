@@ -1,0 +1,99 @@
+"""Writing and reading big arrays with ``O_DIRECT``: between our buffers and the disk, with
+no page-cache copy.
+
+On the virtual machines measured here, touching memory the guest has not used recently
+costs 0.3 to 7 ms per MB, against 1.5 GB/s to the disk, and a page-cache copy of a file
+is exactly that much fresh memory (writing 168 MB: 0.49 s through a cold page cache,
+0.08 s with ``O_DIRECT``). Where a file system refuses ``O_DIRECT`` (tmpfs, at open or at
+the first I/O) the same bytes go through the page cache.
+"""
+
+import errno
+import fcntl
+import os
+
+import numpy as np
+
+# O_DIRECT wants buffer addresses, file offsets and lengths in multiples of the device's
+# logical block size; a page covers every common one
+ALIGN = 4096
+DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+def padded(nbytes):
+    """``nbytes`` rounded up to a multiple of :data:`ALIGN`."""
+    return -(-nbytes // ALIGN) * ALIGN
+
+
+def aligned_buffer(nbytes):
+    """A uint8 array of ``nbytes`` whose first byte is ALIGN-aligned."""
+    raw = np.empty(nbytes + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start:start + nbytes]
+
+
+def open_direct(path, flags, mode=0o666):
+    """``os.open`` with O_DIRECT where the file system takes it; (fd, whether it did)."""
+    if DIRECT:
+        try:
+            return os.open(path, flags | DIRECT, mode), True
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+    return os.open(path, flags, mode), False
+
+
+def stop_direct(fd):
+    """Clear O_DIRECT on an open file (unaligned tail, or a refused I/O)."""
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~DIRECT)
+
+
+class DirectWriter:
+    """A sequential ``write()`` sink on a file descriptor opened by :func:`open_direct`:
+    bytes are staged in one aligned buffer and written a buffer at a time; the tail that
+    is not a multiple of ALIGN goes through the page cache at :meth:`close`."""
+
+    def __init__(self, fd, direct, buffer_bytes=4 << 20):
+        self.fd = fd
+        self.direct = direct
+        self._buffer = aligned_buffer(buffer_bytes)
+        self._used = 0
+
+    def write(self, data):
+        data = memoryview(data).cast("B")
+        while data:
+            room = self._buffer.nbytes - self._used
+            take = min(room, data.nbytes)
+            self._buffer[self._used:self._used + take] = np.frombuffer(data[:take], np.uint8)
+            self._used += take
+            data = data[take:]
+            if self._used == self._buffer.nbytes:
+                self._flush(self._used)
+
+    def _flush(self, nbytes):
+        view = memoryview(self._buffer[:nbytes])
+        while view:
+            try:
+                done = os.write(self.fd, view)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or not self.direct:
+                    raise
+                stop_direct(self.fd)
+                self.direct = False
+                continue
+            view = view[done:]
+        self._used = 0
+
+    def close(self):
+        """Write what is staged (its unaligned tail without O_DIRECT)."""
+        whole = self._used // ALIGN * ALIGN
+        tail = bytes(self._buffer[whole:self._used])
+        if whole:
+            self._flush(whole)
+        if tail:
+            if self.direct:
+                stop_direct(self.fd)
+                self.direct = False
+            self._buffer[:len(tail)] = np.frombuffer(tail, np.uint8)
+            self._flush(len(tail))
+        self._buffer = None
