@@ -21,6 +21,7 @@ reuse them. The write and read buffers are allocated once and reused for the sam
 import errno
 import os
 import tempfile
+import threading
 
 import numpy as np
 
@@ -147,8 +148,12 @@ class RampStore:
         return cube if elems * 4 == slab else np.ascontiguousarray(cube)
 
     def close(self):
+        """Let the ramp go. The file's last close frees its blocks, which is slow on a file
+        system mounted with online discard (here: 0.37-0.42 s for 2.4 GB, 0.84 s once on a
+        loaded machine); it is done in a thread, so that it overlaps the writing of the products
+        (the interpreter waits for the thread before it exits)."""
         self._cube = None
         self._buffer = None
         if self._fd is not None:
-            os.close(self._fd)
+            threading.Thread(target=os.close, args=(self._fd,), name="scratch-ramp-release").start()
             self._fd = None
