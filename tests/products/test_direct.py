@@ -66,3 +66,39 @@ def test_products_readable_as_the_umask_allows(tmp_path):
     np.testing.assert_array_equal(product["data"], np.arange(12, dtype=np.float32).reshape(3, 4))
     product.close()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("offset,nbytes", [(0, 10), (2880, 4096), (4095, 3), (5760, 70_001),
+                                           (100_000, 0), (8192, 91_808)])
+def test_spans_read_past_the_page_cache_are_the_file_bytes(tmp_path, offset, nbytes):
+    content = np.random.default_rng(3).integers(0, 256, 100_000, dtype=np.uint8).tobytes()
+    path = tmp_path / "in.bin"
+    path.write_bytes(content)
+    got = bytearray(nbytes)
+
+    def consume(piece, position):
+        got[position:position + piece.size] = piece.tobytes()
+
+    if direct.read_span(path, offset, nbytes, consume, buffer_bytes=8192):
+        assert bytes(got) == content[offset:offset + nbytes]
+
+
+def test_raw_ramp_read_past_the_page_cache(tmp_path, monkeypatch):
+    """uint16 ramp planes (BZERO 32768) read whole through read_span decode as astropy
+    reads them, for any range of integrations."""
+    from astropy.io import fits
+
+    from webbflow.io import products
+
+    rng = np.random.default_rng(5)
+    ramp = rng.integers(0, 65536, (3, 4, 37, 45), dtype=np.uint16)
+    hdus = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(ramp, name="SCI")])
+    path = tmp_path / "x_uncal.fits"
+    hdus.writeto(path)
+    monkeypatch.setattr(products, "DIRECT_READ_BYTES", 1)
+    product = read_product(path)
+    for first in ((0, 3), (1, 2), (2, 3)):
+        got = product.rows("data", 0, 37, np.float32, first=first)
+        np.testing.assert_array_equal(got, ramp[first[0]:first[1]].astype(np.float32))
+    np.testing.assert_array_equal(product.rows("data", 0, 37), ramp)
+    product.close()

@@ -97,3 +97,43 @@ class DirectWriter:
             self._buffer[:len(tail)] = np.frombuffer(tail, np.uint8)
             self._flush(len(tail))
         self._buffer = None
+
+
+def read_span(path, offset, nbytes, consume, buffer_bytes=8 << 20):
+    """Read bytes ``offset .. offset + nbytes`` of ``path`` with O_DIRECT, a buffer at a
+    time, calling ``consume(piece, position)`` in order (``piece`` a uint8 view valid until
+    the call returns, ``position`` its first byte's place in the span). Pieces start and
+    end at multiples of ALIGN in the file, except the span's own ends, so a span that
+    starts at a multiple of an item size is cut only between items. Returns False, having
+    consumed nothing, where the file system refuses O_DIRECT: the caller reads it its way."""
+    if not DIRECT or nbytes <= 0:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | DIRECT)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return False
+        raise
+    try:
+        buffer = aligned_buffer(buffer_bytes)
+        start = offset // ALIGN * ALIGN
+        end = offset + nbytes
+        position = start
+        while position < end:
+            want = min(buffer_bytes, padded(end - position))
+            try:
+                got = os.preadv(fd, [buffer[:want]], position)
+            except OSError as exc:
+                if exc.errno == errno.EINVAL and position == start:
+                    return False
+                raise
+            if got <= 0:
+                raise EOFError("file ends inside the data")
+            lo = max(offset, position)
+            hi = min(end, position + got)
+            if hi > lo:
+                consume(buffer[lo - position:hi - position], lo - offset)
+            position += got
+    finally:
+        os.close(fd)
+    return True

@@ -27,7 +27,7 @@ import yaml
 from astropy.io import fits
 
 from webbflow.errors import WebbflowError
-from webbflow.io.direct import DirectWriter, open_direct
+from webbflow.io.direct import DirectWriter, open_direct, read_span
 from webbflow.io import datamodels
 
 _ASDF_EXTNAME = "ASDF"
@@ -112,6 +112,22 @@ class Product:
         buffer = np.empty((stop - start, nx), dtype=stored)
         plane_bytes = ny * nx * stored.itemsize
         offset = lazy.offset + i0 * per_first * plane_bytes
+        if start == 0 and stop == ny and planes * plane_bytes >= DIRECT_READ_BYTES:
+            # whole planes (a raw ramp, integrations at a time): one span, read past the
+            # page cache (webbflow.io.direct), decoded piece by piece
+            items = out.reshape(-1)
+
+            def decode(piece, position):
+                first_item = position // stored.itemsize
+                raw = piece.view(stored)
+                items[first_item:first_item + raw.size] = _decode_in_place(raw, bzero, bscale)
+
+            try:
+                if read_span(self.path, offset, planes * plane_bytes, decode):
+                    return out
+            except (OSError, EOFError) as exc:
+                raise WebbflowError(self.path, f"cannot read extension {lazy.extname}: "
+                                               f"{exc}") from None
         try:
             with open(self.path, "rb") as handle:
                 for plane in range(planes):
@@ -157,6 +173,9 @@ class _LazyArray:
     extname: str
     offset: int
 
+
+# image reads of whole planes at least this big go past the page cache
+DIRECT_READ_BYTES = 4 << 20
 
 _STORED = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
