@@ -465,8 +465,8 @@ class Detector1:
         planes_all_jump_dnu = None
         pending_halo = None  # pre-jump DQ of the row above the block (overwritten since)
         start = time.perf_counter()
-        for y0, y1, h0, h1 in self._fit_blocks():
-            data = store.read_rows(h0, h1)
+        # the store was made with these blocks' row ranges: it hands them out in order
+        for (y0, y1, h0, h1), (_, data) in zip(self._fit_blocks(), store.read_blocks()):
             gain, readnoise = self._gain_readnoise((h0, h1))
             gdq = np.ascontiguousarray(r.gdq[:, :, h0:h1])
             if h0 < y0:
