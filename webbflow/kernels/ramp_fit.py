@@ -105,46 +105,79 @@ def _snr_power_index(snr):
 
 
 @njit
-def _median_window(buf, n, tmp, first, last, g, rn, group_time):
-    """Median of the NaN-free first differences buf[:n] of a ramp without DQ flags; the
-    same value as :func:`_median_nonan` (buf may be reordered).
+def _median_clean(lc, ngroups, buf, tmp, rnv, pois, inv_gt):
+    """Median of the first differences of lc[:ngroups] (a ramp without DQ flags, in
+    DN/s), NaN differences left out, lc[0] if all are; the same value as the general
+    path's :func:`_median_nonan` of them.
 
     The median is an order statistic, so it can be selected among the values of a narrow
-    window once it is known to hold the middle rank(s): one branch-free counting pass
-    (it vectorises) replaces most of a full quickselect. The window is centred on the
-    mean difference (the ramp's end points give it without a sum) with a half width of
-    0.3 sigma, sigma from Poisson + read noise; a missed window (a cosmic ray shifts the
-    mean, or the noise model is off) falls back to the full selection.
+    window once that is known to hold the middle rank(s): one branch-free pass (it also
+    makes the differences and counts NaNs) replaces most of a full quickselect. The
+    window is centred on the mean difference (the ramp's end points give it without a
+    sum) with a half width of 2 sigma / sqrt(n) (~2.6 standard deviations of median -
+    mean for normal noise), sigma^2 = rnv + |mean| * pois from read noise and Poisson
+    noise (per-pixel constants, DN^2). The window only has to be a guess: a missed one
+    (a cosmic ray shifts the mean, or the noise model is off) falls back to the full
+    selection, and NaN bounds (bad gain) miss.
     """
-    if n <= 10:
-        return _median_nonan(buf, n)
-    h = n >> 1
-    c = (last - first) / n
-    sig2 = 2.0 * rn * rn / (g * g) + abs(c) * group_time / g   # DN^2 per difference
-    half = 0.3 * math.sqrt(sig2) / group_time
+    n = ngroups - 1
+    inv_n = 1.0 / n
+    c = (lc[n] - lc[0]) * inv_n
+    half = 2.0 * math.sqrt((rnv + abs(c) * pois) * inv_n) * inv_gt
     a = c - half
     b = c + half
-    if not (a <= b):                    # bad gain or read noise: NaN bounds
-        return _median_nonan(buf, n)
     below = 0
     m = 0
+    nnan = 0
     for k in range(n):
-        v = buf[k]
+        v = lc[k + 1] - lc[k]
+        buf[k] = v
         tmp[m] = v
         below += v < a
         m += (v >= a) & (v <= b)
-    # ranks below..below+m-1 of the sorted buf are the window's values
+        nnan += math.isnan(v)
+    if nnan > 0:
+        nv = 0
+        for k in range(n):
+            v = buf[k]
+            if not math.isnan(v):
+                buf[nv] = v
+                nv += 1
+        if nv == 0 and not math.isnan(lc[0]):
+            buf[0] = lc[0]
+            nv = 1
+        return _median_nonan(buf, nv)
+    h = n >> 1
+    # ranks below..below+m-1 of the sorted differences are the window's values
     klo = h if n & 1 else h - 1
-    if below > klo or below + m <= h:
+    if n <= 2 or below > klo or below + m <= h:
         return _median_nonan(buf, n)
-    hi = _select_kth(tmp, m, h - below)
+    t = h - below
+    if m > 16:
+        hi = _select_kth(tmp, m, t)
+        if n & 1:
+            return hi
+        # tmp[:t] holds the window's values below rank t: the lower middle is their max
+        lo = tmp[0]
+        for k in range(1, t):
+            if tmp[k] > lo:
+                lo = tmp[k]
+        return (lo + hi) / 2.0
+    # few values: stable ranks (distinct, 0..m-1) without branches or moves; the values
+    # of ranks t-1 and t are the order statistics whatever ties there are
+    hi = np.nan
+    lo = np.nan
+    for k in range(m):
+        v = tmp[k]
+        r = 0
+        for j in range(k):
+            r += tmp[j] <= v
+        for j in range(k + 1, m):
+            r += tmp[j] < v
+        hi = v if r == t else hi
+        lo = v if r == t - 1 else lo
     if n & 1:
         return hi
-    # tmp[:h-below] holds the window's values below rank h: the lower middle is their max
-    lo = tmp[0]
-    for k in range(1, h - below):
-        if tmp[k] > lo:
-            lo = tmp[k]
     return (lo + hi) / 2.0
 
 
@@ -201,10 +234,11 @@ def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, us
     tmp = np.empty(ngroups + 1, dtype=np.float64)
     # the lean path (see below) is not used for fitopt, which also needs the CR counts
     lean_ok = opt_mode == 0 and ngroups >= 2
-    # pixels are transposed to (pixel, int, group) XB at a time: XB float32 are one
-    # 64-byte line of a data row, and a block stays in L1/L2 (a whole row of a TSO
+    inv_gt = 1.0 / group_time
+    # pixels are transposed to (pixel, int, group) XB at a time: XB float32 are two
+    # 64-byte lines of a data row, and a block stays in L2 (a whole row of a TSO
     # cube, 512 x 50 x 45 groups, was 4.6 MB written and read back per row)
-    XB = 16
+    XB = 32
     rowd = np.empty((XB, nints, ngroups), dtype=np.float32)
     rowq = np.empty((XB, nints, ngroups), dtype=np.uint8)
     for y in range(y0, y1):
@@ -225,6 +259,16 @@ def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, us
                 pix |= dnu | ngval
             rn = np.float64(rnoise[y, x])
             dc = np.float64(dark[y, x])
+            # per-pixel constants of the segment fits (one full segment in clean ramps)
+            invrn2 = _fdiv(1.0, rn * rn)
+            # noise model of the clean-ramp median window (a guess: any value is safe)
+            # (numba raises on a float division by zero: bad gains get NaN, which misses)
+            rnv = np.nan
+            pois = np.nan
+            if g > 0.0:
+                rnv = 2.0 * rn * rn / (g * g)
+                pois = group_time / g
+            vr_full = _rnoise_var(rn, g, group_time, ngroups, True)
             rate_dq = pix
             acc_slope = 0.0
             acc_invp = 0.0
@@ -330,27 +374,7 @@ def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, us
                     elif iszf[i]:
                         mrate = d[i, 0] / frame_time
                     elif clean[i]:
-                        # no DQ: every first difference counts unless the data are NaN
-                        nnan = 0
-                        for k in range(ngroups - 1):
-                            dv = lc[i, k + 1] - lc[i, k]
-                            buf[k] = dv
-                            nnan += math.isnan(dv)
-                        if nnan == 0:
-                            mrate = _median_window(buf, ngroups - 1, tmp, lc[i, 0],
-                                                   lc[i, ngroups - 1], g, rn, group_time)
-                        else:
-                            n = 0
-                            for k in range(ngroups - 1):
-                                dv = buf[k]
-                                if not math.isnan(dv):
-                                    buf[n] = dv
-                                    n += 1
-                            loc0 = lc[i, 0]
-                            if n == 0 and not math.isnan(loc0):
-                                buf[0] = loc0
-                                n = 1
-                            mrate = _median_nonan(buf, n)
+                        mrate = _median_clean(lc[i], ngroups, buf, tmp, rnv, pois, inv_gt)
                     else:
                         for k in range(ngroups):
                             if q[i, k] & dnu:
@@ -375,6 +399,14 @@ def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, us
                     acc += mrate
                 median_rate = acc / np.float32(nints)
             # ---- per-integration segment fits
+            have_seg = False
+            have_post = False
+            f_invr = 0.0
+            f_invp = 0.0
+            f_inve = 0.0
+            f_ivp = 0.0
+            f_ivr = 0.0
+            f_err = 0.0
             dnu_cnt = 0
             sat_cnt = 0
             rate_sat = False
@@ -434,7 +466,6 @@ def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, us
                                 sv = dd * g / math.sqrt(den)
                                 snr = 0.0 if sv < 0.0 else sv
                             pidx = _snr_power_index(snr)
-                            invrn2 = _fdiv(1.0, rn * rn)
                             sw = 0.0
                             sx = 0.0
                             sxx = 0.0
@@ -456,44 +487,77 @@ def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, us
                             num2 = sw * sxy - sx * sy
                             invden = _fdiv(1.0, den2)
                             slope = num2 * invden / group_time
-                            sigsl = math.sqrt(sw * invden) if sw * invden >= 0 else np.nan
-                            yint = (sxx * sy - sx * sxy) * invden
-                            sigyi = math.sqrt(sxx * invden) if sxx * invden >= 0 else np.nan
+                            # only written with fitopt: two square roots saved per fit
+                            sigsl = 0.0
+                            yint = 0.0
+                            sigyi = 0.0
+                            if opt_mode == 2:
+                                sigsl = math.sqrt(sw * invden) if sw * invden >= 0 else np.nan
+                                yint = (sxx * sy - sx * sxy) * invden
+                                sigyi = math.sqrt(sxx * invden) if sxx * invden >= 0 else np.nan
                             pden = group_time * g * (ln - 1.0)
-                            vr = _rnoise_var(rn, g, group_time, ln, True)
-                        if median_rate > 0.0:
-                            vp = _fdiv(median_rate + dc, pden)
+                            if ln == ngroups:
+                                vr = vr_full
+                            else:
+                                vr = _rnoise_var(rn, g, group_time, ln, True)
+                        if clean[i] and have_seg:
+                            # vp and vr of a full segment depend only on the pixel and
+                            # its median rate: the first clean integration's sums
+                            invr += f_invr
+                            invp += f_invp
+                            inve += f_inve
                         else:
-                            vp = _fdiv(dc, pden)
-                        if opt_mode == 2:
-                            o_slope[i, s, y, x] = slope
-                            o_sigslope[i, s, y, x] = sigsl
-                            o_yint[i, s, y, x] = yint
-                            o_sigyint[i, s, y, x] = sigyi
-                            o_weights[i, s, y, x] = _fdiv(1.0, vr)
-                            o_vp[i, s, y, x] = vp
-                            o_vr[i, s, y, x] = vr
-                        invr += _fdiv(1.0, vr)
-                        if vp > 0.0:
-                            invp += 1.0 / vp
-                        inve += _fdiv(1.0, vp + vr)
+                            if median_rate > 0.0:
+                                vp = _fdiv(median_rate + dc, pden)
+                            else:
+                                vp = _fdiv(dc, pden)
+                            if opt_mode == 2:
+                                o_slope[i, s, y, x] = slope
+                                o_sigslope[i, s, y, x] = sigsl
+                                o_yint[i, s, y, x] = yint
+                                o_sigyint[i, s, y, x] = sigyi
+                                o_weights[i, s, y, x] = _fdiv(1.0, vr)
+                                o_vp[i, s, y, x] = vp
+                                o_vr[i, s, y, x] = vr
+                            invr += _fdiv(1.0, vr)
+                            if vp > 0.0:
+                                invp += 1.0 / vp
+                            inve += _fdiv(1.0, vp + vr)
+                            if clean[i]:
+                                f_invr = invr
+                                f_invp = invp
+                                f_inve = inve
+                                have_seg = True
                         num += _fdiv(slope, vr)
-                    if invp > 0.0:
-                        ivp[i] = 1.0 / invp
-                    if ivp[i] >= LARGE_VARIANCE:
-                        ivp[i] = 0.0
-                    ivr[i] = _fdiv(1.0, invr)
-                    if ivr[i] >= LARGE_VARIANCE:
-                        ivr[i] = 0.0
+                    if clean[i] and have_post:
+                        ivp[i] = f_ivp
+                        ivr[i] = f_ivr
+                    else:
+                        if invp > 0.0:
+                            ivp[i] = 1.0 / invp
+                        if ivp[i] >= LARGE_VARIANCE:
+                            ivp[i] = 0.0
+                        ivr[i] = _fdiv(1.0, invr)
+                        if ivr[i] >= LARGE_VARIANCE:
+                            ivr[i] = 0.0
                     if idq[i] & invalid:
                         islope[i] = np.nan
                         ivp[i] = 0.0
                         ivr[i] = 0.0
                         ierr[i] = 0.0
                     else:
-                        verr = _fdiv(1.0, inve)
                         islope[i] = num * ivr[i]
-                        ierr[i] = 0.0 if verr > LARGE_VARIANCE else math.sqrt(verr)
+                        if clean[i] and have_post:
+                            ierr[i] = f_err
+                        else:
+                            verr = _fdiv(1.0, inve)
+                            ierr[i] = 0.0 if verr > LARGE_VARIANCE else math.sqrt(verr)
+                    if clean[i] and not have_post:
+                        # idq of a clean integration is the pixel's DQ: same branch for all
+                        f_ivp = ivp[i]
+                        f_ivr = ivr[i]
+                        f_err = ierr[i]
+                        have_post = True
                     if invp > 0.0:
                         acc_invp += invp
                     acc_invr += invr
