@@ -200,13 +200,14 @@ def _weight_table(ngroups):
 
 
 @njit
-def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, use_chargeloss,
+def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zframe, use_chargeloss,
              clear_jump_g0, suppress1g, dnu, sat, jump, pers, ngval, chgloss,
              group_time, frame_time, one_group_time, wt,
              r_slope, r_dq, r_vp, r_vr, r_err, i_slope, i_dq, i_vp, i_vr, i_err,
              opt_mode, ped_tmp, o_maxseg, o_maxcr, o_slope, o_sigslope, o_yint, o_sigyint,
              o_weights, o_vp, o_vr, o_ped, o_crmag):
-    """Fit every pixel of rows y0 .. y1-1 (serial, nogil; see :func:`_ols_fit`)."""
+    """Fit every pixel of rows y0 .. y1-1 (serial, nogil; see :func:`_ols_fit`); their
+    ramps are rows row0 + y0 .. row0 + y1-1 of data and gdq."""
     nints, ngroups, ny, nx = data.shape
     invalid = dnu | sat
     d = np.empty((nints, ngroups), dtype=np.float64)
@@ -251,8 +252,8 @@ def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, us
                 for i in range(nints):
                     for k in range(ngroups):
                         for xx in range(x, x1):
-                            rowd[xx - x, i, k] = data[i, k, y, xx]
-                            rowq[xx - x, i, k] = gdq[i, k, y, xx]
+                            rowd[xx - x, i, k] = data[i, k, row0 + y, xx]
+                            rowq[xx - x, i, k] = gdq[i, k, row0 + y, xx]
             pix = np.int64(pdq[y, x])
             g = np.float64(gain[y, x])
             if g <= 0.0 or math.isnan(g):
@@ -661,7 +662,7 @@ def _fit_rows(y0, y1, data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, us
         o_maxcr[y] = maxcr
 
 
-def _ols_fit(data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, use_chargeloss,
+def _ols_fit(data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zframe, use_chargeloss,
              clear_jump_g0, suppress1g, dnu, sat, jump, pers, ngval, chgloss,
              group_time, frame_time, one_group_time, wt,
              r_slope, r_dq, r_vp, r_vr, r_err, i_slope, i_dq, i_vp, i_vr, i_err,
@@ -670,9 +671,11 @@ def _ols_fit(data, gdq, pdq, rnoise, gain, dark, zframe, use_zframe, use_chargel
     """Fit every pixel; see the module docstring.
 
     opt_mode: 0 no fitopt; 1 only count segments/CRs per row into o_maxseg/o_maxcr;
-    2 also write the fitopt arrays (sized from a mode-1 pass).
+    2 also write the fitopt arrays (sized from a mode-1 pass). row0: the fitted pixels'
+    ramps start at that row of data and gdq (a row block read with halo rows), every
+    other array holds the fitted rows alone.
     """
-    run_row_blocks(_fit_rows, data.shape[2], data, gdq, pdq, rnoise, gain, dark, zframe,
+    run_row_blocks(_fit_rows, pdq.shape[0], data, gdq, row0, pdq, rnoise, gain, dark, zframe,
                    use_zframe, use_chargeloss, clear_jump_g0, suppress1g, dnu, sat, jump, pers,
                    ngval, chgloss, group_time, frame_time, one_group_time, wt,
                    r_slope, r_dq, r_vp, r_vr, r_err, i_slope, i_dq, i_vp, i_vr, i_err,

@@ -492,10 +492,11 @@ class Detector1:
                 continue
             dark = None if r.average_dark_current is None else r.average_dark_current[y0:y1]
             zeroframe = r.fit_zeroframe(slice(y0, y1))
+            # the block's halo'd ramp and (post-jump) DQ go in whole: no copy of the rows kept
             fit.add(slice(y0, y1), fit_ramps(
-                data[:, :, keep], r.gdq[:, :, y0:y1], r.pdq[y0:y1], readnoise[keep], gain[keep],
-                self.dqflags, average_dark_current=dark, zeroframe=zeroframe, miri_groups=kept,
-                check_saturated=False, **options))
+                data, gdq, r.pdq[y0:y1], readnoise[keep], gain[keep], self.dqflags,
+                average_dark_current=dark, zeroframe=zeroframe, miri_groups=kept,
+                check_saturated=False, rows=(keep.start, keep.stop), **options))
         if planes_all_jump_dnu is not None and planes_all_jump_dnu.any():
             raise _WholeFrameNeeded("a group is JUMP_DET/DO_NOT_USE in every pixel")
         if do_jump:

@@ -77,7 +77,8 @@ def _group_range(firstgroup, lastgroup, ngroups):
 def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_time, nframes,
               groupgap, drop_frames1=0, suppress_one_group=True, average_dark_current=None,
               zeroframe=None, firstgroup=None, lastgroup=None, save_opt=False, is_miri=False,
-              miri_groups=None, check_saturated=True, algorithm="OLS_C", readtimes=None):
+              miri_groups=None, check_saturated=True, algorithm="OLS_C", readtimes=None,
+              rows=None):
     """Fit ramps; returns a :class:`RampFitResult`, or None where jwst makes no product.
 
     Parameters
@@ -103,15 +104,22 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
         product is the chi square, ``result.chisq``), as stcal does.
     readtimes : LIKELY only: the exposure's read times (list per group), else evenly
         sampled.
+    rows : (r0, r1): fit rows r0 .. r1-1 of ``data`` and ``gdq`` only (a row block read
+        with halo rows, passed without a copy); every other array, and the results, hold
+        those rows alone.
 
     Inputs are not modified.
     """
     data = np.ascontiguousarray(data, dtype=np.float32)
     gdq = np.ascontiguousarray(gdq, dtype=np.uint8)
     pdq = np.ascontiguousarray(pdq, dtype=np.uint32)
-    if data.ndim != 4 or gdq.shape != data.shape or pdq.shape != data.shape[2:]:
-        raise ValueError("fit_ramps: data/gdq must be (nints, ngroups, ny, nx), pdq (ny, nx)")
-    nints, ngroups, ny, nx = data.shape
+    row0, row1 = (0, data.shape[2] if data.ndim == 4 else 0) if rows is None else rows
+    if (data.ndim != 4 or gdq.shape != data.shape or not 0 <= row0 < row1 <= data.shape[2]
+            or pdq.shape != (row1 - row0, data.shape[3])):
+        raise ValueError("fit_ramps: data/gdq must be (nints, ngroups, ny, nx), pdq the "
+                         "(ny, nx) of the rows fitted")
+    nints, ngroups, _, nx = data.shape
+    ny = row1 - row0
     dnu = int(dqflags["DO_NOT_USE"])
     sat = int(dqflags["SATURATED"])
     jump = int(dqflags["JUMP_DET"])
@@ -128,7 +136,7 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
     if use_likely(algorithm, ngroups):
         from webbflow.steps.ramp_fit_likely import fit_ramps_likely
 
-        return fit_ramps_likely(data, gdq, pdq, readnoise, gain, dqflags, frame_time=frame_time,
+        return fit_ramps_likely(data[:, :, row0:row1], gdq[:, :, row0:row1], pdq, readnoise, gain, dqflags, frame_time=frame_time,
                                 nframes=nframes, groupgap=groupgap,
                                 average_dark_current=average_dark_current, zeroframe=zeroframe,
                                 readtimes=readtimes)
@@ -150,7 +158,7 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
             gdq = np.ascontiguousarray(gdq)
         ngroups = last - first
 
-    if check_saturated and np.all(gdq[:, 0] & sat):
+    if check_saturated and np.all(gdq[:, 0, row0:row1] & sat):
         return None
 
     gain = np.ascontiguousarray(gain, dtype=np.float32)
@@ -175,7 +183,7 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
     r[1] = np.empty((ny, nx), np.uint32)
     ri = [np.empty((nints, ny, nx), np.float32) for _ in range(5)]
     ri[1] = np.empty((nints, ny, nx), np.uint32)
-    args = (data, gdq, pdq, rn, gain, dark, zf, use_zf, use_chg, clear_jump_g0,
+    args = (data, gdq, row0, pdq, rn, gain, dark, zf, use_zf, use_chg, clear_jump_g0,
             bool(suppress_one_group), dnu, sat, jump, int(dqflags["PERSISTENCE"]),
             int(dqflags["NO_GAIN_VALUE"]), chg, gt, ft, one_t, _weight_table(ngroups),
             r[0], r[1], r[2], r[3], r[4], ri[0], ri[1], ri[2], ri[3], ri[4])
