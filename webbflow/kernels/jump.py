@@ -153,6 +153,51 @@ def _quiet_first_pass(buf, tmp, n, rnv, rej, thr3, thr2):
 
 
 @njit
+def _quiet_first_pass_row(row, nall, n, rnv, rej, thr3, thr2, a):
+    """:func:`_quiet_first_pass` for 2 <= n <= 24, from the pixel's float32 differences
+    row[:nall] (NaN where unusable) without sorting them: the robust median of the |d|
+    other than their maximum is found by ranks (:func:`_median_nonan`), the same values
+    a sort gives. a: float64 scratch (>= n). The signed median is then not needed for
+    the decision, so quiet pixels skip it (see :func:`_detect_rows`)."""
+    amax = -np.inf
+    amin = np.inf
+    m = 0
+    for j in range(nall):
+        v = abs(np.float64(row[j]))
+        a[m] = v
+        if not math.isnan(v):
+            m += 1
+            amax = max(amax, v)
+            amin = min(amin, v)
+    if n < 2:
+        return False
+    if n == 2:
+        mi = amin
+        thr = thr2
+    elif n == 3:
+        mi = _med3(a[0], a[1], a[2])
+        thr = thr3
+    else:
+        thr = rej
+        m = 0
+        for j in range(n):
+            v = a[j]
+            a[m] = v
+            m += v != amax
+        if m == 0:
+            return False
+        mi = _median_nonan(a, m)
+    si = math.sqrt(abs(mi) + rnv)
+    if not si > 0.0:
+        return False
+    r0 = np.float64(abs(np.float32(amin - mi))) / si
+    r1 = np.float64(abs(np.float32(amax - mi))) / si
+    if math.isnan(r0) or math.isnan(r1):
+        return False
+    return not (r0 > thr or r1 > thr)
+
+
+@njit
 def _quiet_first_pass_big(buf, tmp, n, rnv, rej):
     """:func:`_quiet_first_pass` for n > 24 unsorted differences: the robust median of
     the |d| other than their maximum by quickselect, O(n)."""
@@ -208,12 +253,147 @@ def _median_sigma(buf, n, tmp, rnv, big):
 
 
 @njit
-def _pixel_has_jump(gdq, y, x, jump):
-    for i in range(gdq.shape[0]):
-        for k in range(1, gdq.shape[1]):
-            if gdq[i, k, y, x] & jump:
-                return True
-    return False
+def _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, dt, nfin, vmin, vmax, njump,
+               later):
+    """First differences of row y in electrons, pixel-major: dt[x, i * nd + k - 1] =
+    float32(e[k] - e[k-1]) with e = float32(data * gain), NaN where either group is
+    DO_NOT_USE/SATURATED (as :func:`_load_diffs`).
+
+    The cube is read plane by plane (a row of each group is contiguous) and only the
+    differences are scattered pixel-major: gathering each pixel's ramps first (the
+    pixel-major copy of :func:`_load_row`) cost as much on a 50-integration cube as the
+    detection itself. Per pixel, in the same pass: nfin the number of non-NaN
+    differences, vmin/vmax the smallest and largest finite one, njump the groups already
+    flagged JUMP_DET (group 0 included, as the cosmic-ray count), later whether one of
+    groups 1.. is.
+    """
+    nints, ngroups, ny, nx = data.shape
+    nd = ngroups - 1
+    nanf = np.float32(np.nan)
+    for x in range(nx):
+        g32[x] = np.float32(gain[y, x])
+        nfin[x] = 0
+        vmin[x] = np.inf
+        vmax[x] = -np.inf
+        njump[x] = 0
+        later[x] = False
+    for i in range(nints):
+        for x in range(nx):
+            q = gdq[i, 0, y, x]
+            njump[x] += (q & jump) != 0
+            prev[x] = nanf if q & dnu_sat else np.float32(data[i, 0, y, x] * g32[x])
+        for k in range(1, ngroups):
+            col = i * nd + k - 1
+            for x in range(nx):
+                q = gdq[i, k, y, x]
+                isj = (q & jump) != 0
+                njump[x] += isj
+                later[x] |= isj
+                cur = nanf if q & dnu_sat else np.float32(data[i, k, y, x] * g32[x])
+                v = np.float32(cur - prev[x])
+                dt[x, col] = v
+                nfin[x] += not math.isnan(v)
+                if math.isfinite(v):
+                    vmin[x] = min(vmin[x], np.float64(v))
+                    vmax[x] = max(vmax[x], np.float64(v))
+                prev[x] = cur
+
+
+@njit
+def _med3(x, y, z):
+    return max(min(x, y), min(max(x, y), z))
+
+
+@njit
+def _median_copysel(src, n, s):
+    """np.median (as float64) of the NaN-free src[:n], src left as it is; s: scratch
+    rows s[0:3] of the same dtype and length >= n. NaN for n == 0.
+
+    Quickselect that partitions by copying: every value is stored into a "below pivot"
+    and an "above pivot" row and the two counters advance by the comparisons, so no load
+    waits on a store (as in the in-place partition of :func:`_median_select`). Values
+    equal to the pivot are only counted, so each pass shrinks the range. The two middle
+    values of an even n are tracked together: they are the values a sort would put
+    there, so the result equals ``np.median`` (float32 values are widened before the
+    mean, as numpy's median of the widened differences; a zero median may come out with
+    the other sign, as with :func:`_median_select`: callers take |median| or differences
+    against it).
+    """
+    if n == 0:
+        return np.nan
+    h = n >> 1
+    two = (n & 1) == 0
+    k = h - 1 if two else h          # rank of the (lower) middle value in the range
+    cur = src
+    c = -1
+    m = n
+    while m > 16:
+        if m > 128:
+            t = m >> 3
+            p = _med3(_med3(cur[0], cur[t], cur[2 * t]),
+                      _med3(cur[3 * t], cur[4 * t], cur[5 * t]),
+                      _med3(cur[6 * t], cur[7 * t], cur[m - 1]))
+        else:
+            p = _med3(cur[0], cur[m >> 1], cur[m - 1])
+        a = 1 if c == 0 else 0
+        b = 1 if c == 2 else 2
+        la = s[a]
+        lb = s[b]
+        nl = 0
+        ng = 0
+        for j in range(m):
+            v = cur[j]
+            la[nl] = v
+            lb[ng] = v
+            nl += v < p
+            ng += v > p
+        ne = m - nl - ng
+        if k < nl:
+            if two and k + 1 == nl:       # lower middle is the largest below p
+                lo = la[0]
+                for j in range(1, nl):
+                    lo = max(lo, la[j])
+                return (np.float64(lo) + np.float64(p)) / 2.0
+            cur = la
+            c = a
+            m = nl
+        elif k < nl + ne:
+            if not two or k + 1 < nl + ne:
+                return (np.float64(p) + np.float64(p)) / 2.0 if two else np.float64(p)
+            hi = lb[0]                    # upper middle is the smallest above p
+            for j in range(1, ng):
+                hi = min(hi, lb[j])
+            return (np.float64(p) + np.float64(hi)) / 2.0
+        else:
+            k -= nl + ne
+            cur = lb
+            c = b
+            m = ng
+    # small range: the values of ranks k (and k + 1) by stable ranks
+    lo = np.nan
+    hi = np.nan
+    for i in range(m):
+        v = cur[i]
+        r = 0
+        for j in range(i):
+            r += cur[j] <= v
+        for j in range(i + 1, m):
+            r += cur[j] < v
+        if r == k:
+            lo = np.float64(v)
+        elif r == k + 1:
+            hi = np.float64(v)
+    if not two:
+        return lo
+    return (lo + hi) / 2.0
+
+
+@njit
+def _flag(gdq, i, g, y, x, jump):
+    """Set JUMP_DET; 1 if it was not set before (the cosmic-ray count), else 0."""
+    q = gdq[i, g, y, x]
+    gdq[i, g, y, x] = q | jump
+    return 0 if q & jump else 1
 
 
 @njit
@@ -222,44 +402,102 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
     """Detection for rows y0 .. y1-1 (serial, nogil; see :func:`_detect`)."""
     nints, ngroups, ny, nx = data.shape
     nd = ngroups - 1
+    nall = nints * nd
     dnu_sat = dnu | sat
     d = np.empty((nints, nd), dtype=np.float64)
     ad = np.empty((nints, nd), dtype=np.float64)
-    buf = np.empty(nints * nd + 1, dtype=np.float64)
-    tmp = np.empty(nints * nd + 1, dtype=np.float64)
+    buf = np.empty(nall + 1, dtype=np.float64)
+    tmp = np.empty(nall + 1, dtype=np.float64)
+    s32 = np.empty((3, nall + 1), dtype=np.float32)   # _median_copysel scratch
+    pk = np.empty(nall + 1, dtype=np.float32)        # non-NaN differences, packed
     col = np.empty(nints, dtype=np.float64)
     keep = np.empty(nints, dtype=np.bool_)
     ratio = np.empty((nints, nd), dtype=np.float64)
     imax = np.empty(nints, dtype=np.float64)
-    rowd = np.empty((nx, nints, ngroups), dtype=np.float32)
-    rowq = np.empty((nx, nints, ngroups), dtype=np.uint8)
+    dt = np.empty((nx, nall), dtype=np.float32)
+    g32 = np.empty(nx, dtype=np.float32)
+    prev = np.empty(nx, dtype=np.float32)
+    nfin = np.empty(nx, dtype=np.int64)
+    vmn = np.empty(nx, dtype=np.float64)
+    vmx = np.empty(nx, dtype=np.float64)
+    njump = np.empty(nx, dtype=np.int64)
+    later = np.empty(nx, dtype=np.bool_)
     for y in range(y0, y1):
-        _load_row(data, gdq, y, rowd, rowq)
+        _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, dt, nfin, vmn, vmx, njump,
+                   later)
+        cnt = 0
         for x in range(nx):
-            _load_diffs(rowd, rowq, gain[y, x], x, dnu_sat, d)
+            row = dt[x]
+            n = nfin[x]
+            had_jump = later[x]
+            cnt += njump[x]
             newj = False
             rnv = np.float64(rn2[y, x]) / nframes
-            # signed nan-median over ints and groups, and the expected noise; the
-            # sigma-clip detector does not use them, so there they are taken later and
-            # only for pixels that end up with a jump (the only ones that need them)
+            big = n > 24
+            if mode == MODE_SINGLE_PASS:
+                # signed nan-median over ints and groups, and the expected noise
+                if big:
+                    if n == nall:
+                        med = _median_copysel(row, n, s32)
+                    else:
+                        m = 0
+                        for jj in range(nall):
+                            pk[m] = row[jj]
+                            m += not math.isnan(row[jj])
+                        med = _median_copysel(pk, n, s32)
+                else:
+                    m = 0
+                    for jj in range(nall):
+                        buf[m] = row[jj]
+                        m += not math.isnan(row[jj])
+                    med = _median_of(buf, n, tmp)
+                sig = math.sqrt(abs(med) + rnv)
+                if sig == 0.0:
+                    sig = np.nan
+                med_out[y, x] = med
+                sig_out[y, x] = sig
+                # |d - median| / sigma is monotone on each side of the median (every
+                # operation is), so the extreme finite differences decide whether any
+                # group is flagged; most pixels have none and skip the pass
+                cand = abs(vmn[x] - med) / sig > rej or abs(vmx[x] - med) / sig > rej
+                if cand or (flag_nbrs and had_jump):
+                    for i in range(nints):
+                        for k in range(nd):
+                            v = np.float64(row[i * nd + k])
+                            r = abs(v - med) / sig
+                            flagged = cand and math.isfinite(v) and r > rej
+                            if flagged:
+                                cnt += _flag(gdq, i, k + 1, y, x, jump)
+                            # the neighbour test on this group's jump, new or not, is
+                            # the detection ratio against (rmin, rmax)
+                            if flag_nbrs and r < rmax and r > rmin and \
+                                    (flagged or (had_jump and gdq[i, k + 1, y, x] & jump)):
+                                src[i, k + 1, y, x] = 1
+                continue
+            # the iterative search's first pass, when it flags nothing, needs neither
+            # the differences as float64 nor the signed median (quiet pixels are most)
+            quiet = False
+            small = mode == MODE_ITERATIVE and not big
+            if small:
+                quiet = _quiet_first_pass_row(row, nall, n, rnv, rej, thr3, thr2, tmp)
+                if quiet and not (all_medians or (flag_nbrs and had_jump)):
+                    med_out[y, x] = np.nan
+                    sig_out[y, x] = np.nan
+                    continue
+            for i in range(nints):
+                for k in range(nd):
+                    d[i, k] = row[i * nd + k]
+            # signed nan-median and expected noise, for neighbour and after-jump
+            # flagging: taken only for pixels that need them (see _detect) unless
+            # all_medians; the big-n iterative first pass needs the packed values
             med = np.nan
             sig = np.nan
-            n = 0
-            big = False
-            if mode != MODE_SIGMA_CLIP or all_medians:
-                n = _fill_finite(d, buf)
-                big = n > 24
-                med, sig = _median_sigma(buf, n, tmp, rnv, big)
+            if all_medians or (mode == MODE_ITERATIVE and big):
+                nb = _fill_finite(d, buf)
+                med, sig = _median_sigma(buf, nb, tmp, rnv, big)
             med_out[y, x] = med
             sig_out[y, x] = sig
-            if mode == MODE_SINGLE_PASS:
-                for i in range(nints):
-                    for k in range(nd):
-                        v = d[i, k]
-                        if math.isfinite(v) and abs(v - med) / sig > rej:
-                            gdq[i, k + 1, y, x] |= jump
-                            newj = True
-            elif mode == MODE_SIGMA_CLIP:
+            if mode == MODE_SIGMA_CLIP:
                 for k in range(nd):
                     for i in range(nints):
                         col[i] = d[i, k]
@@ -274,16 +512,16 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                             break
                         # median of a copy: the mean and spread are summed in
                         # integration order, as numpy reduces along that axis
-                        for j in range(m):
-                            tmp[j] = buf[j]
+                        for jj in range(m):
+                            tmp[jj] = buf[jj]
                         c = _median_nonan(tmp, m)
                         mean = 0.0
-                        for j in range(m):
-                            mean += buf[j]
+                        for jj in range(m):
+                            mean += buf[jj]
                         mean /= m
                         var = 0.0
-                        for j in range(m):
-                            var += (buf[j] - mean) ** 2
+                        for jj in range(m):
+                            var += (buf[jj] - mean) ** 2
                         std = math.sqrt(var / m)
                         lo = c - std * rej
                         hi = c + std * rej
@@ -297,10 +535,9 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                     for i in range(nints):
                         if (not keep[i]) and math.isfinite(col[i]) and \
                                 (gdq[i, k + 1, y, x] & dnu_sat) == 0:
-                            gdq[i, k + 1, y, x] |= jump
+                            cnt += _flag(gdq, i, k + 1, y, x, jump)
                             newj = True
-            elif not (_quiet_first_pass_big(buf, tmp, n, rnv, rej) if big else
-                      _quiet_first_pass(buf, tmp, n, rnv, rej, thr3, thr2)):
+            elif not (quiet or (not small and _quiet_first_pass_big(buf, tmp, n, rnv, rej))):
                 for i in range(nints):
                     for k in range(nd):
                         ad[i, k] = abs(d[i, k])
@@ -341,37 +578,27 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                             continue
                         for k in range(nd):
                             if ratio[i, k] == gmax:
-                                gdq[i, k + 1, y, x] |= jump
+                                cnt += _flag(gdq, i, k + 1, y, x, jump)
                                 newj = True
                                 ad[i, k] = np.nan
                                 found = True
                     if not found:
                         break
                     it += 1
-            if mode == MODE_SIGMA_CLIP and not all_medians and _pixel_has_jump(gdq, y, x, jump):
-                med, sig = _median_sigma(buf, _fill_finite(d, buf), tmp, rnv, True)
+            if not all_medians and (mode == MODE_SIGMA_CLIP or small) and (newj or had_jump):
+                med, sig = _median_sigma(buf, _fill_finite(d, buf), tmp, rnv,
+                                         mode == MODE_SIGMA_CLIP or big)
                 med_out[y, x] = med
                 sig_out[y, x] = sig
-            if flag_nbrs and not newj:
-                # src is zero-initialised: only pixels with a jump (new or pre-existing)
-                # can be sources
-                for i in range(nints):
-                    for k in range(1, ngroups):
-                        if rowq[x, i, k] & jump:
-                            newj = True
-            if flag_nbrs and newj:
+            # src is zero-initialised: only pixels with a jump (new or pre-existing)
+            # can be sources
+            if flag_nbrs and (newj or had_jump):
                 for i in range(nints):
                     for k in range(nd):
                         if gdq[i, k + 1, y, x] & jump:
                             r = abs(d[i, k] - med) / sig
                             if r < rmax and r > rmin:
                                 src[i, k + 1, y, x] = 1
-        cnt = 0
-        for i in range(nints):
-            for k in range(ngroups):
-                for x in range(nx):
-                    if gdq[i, k, y, x] & jump:
-                        cnt += 1
         ncr_rows[y] = cnt
 
 
@@ -427,25 +654,43 @@ def _apply_neighbors(gdq, src, dnu, sat, jump):
     """JUMP_DET on every source and its four edge neighbours, unless SAT/DNU.
 
     Sources are sparse (cosmic-ray hits), so the cube is scanned once for them and only
-    their neighbourhoods are written; serial, so no two threads write one pixel.
+    their neighbourhoods are written; serial, so no two threads write one pixel. The
+    scan reads src 8 bytes at a time and looks at the bytes of non-zero words only (a
+    byte loop with a branch per byte cost ~10x the memory time).
     """
     nints, ngroups, ny, nx = gdq.shape
     dnu_sat = dnu | sat
-    for i in range(nints):
-        for k in range(1, ngroups):
-            for y in range(ny):
-                for x in range(nx):
-                    if src[i, k, y, x] == 0:
-                        continue
-                    _flag_unless(gdq, i, k, y, x, dnu_sat, jump)
-                    if y > 0:
-                        _flag_unless(gdq, i, k, y - 1, x, dnu_sat, jump)
-                    if y < ny - 1:
-                        _flag_unless(gdq, i, k, y + 1, x, dnu_sat, jump)
-                    if x > 0:
-                        _flag_unless(gdq, i, k, y, x - 1, dnu_sat, jump)
-                    if x < nx - 1:
-                        _flag_unless(gdq, i, k, y, x + 1, dnu_sat, jump)
+    flat = src.reshape(-1)
+    nw = flat.shape[0] // 8
+    words = flat[:nw * 8].view(np.uint64)
+    plane = ny * nx
+    for w in range(nw + 1):
+        if w < nw:
+            if words[w] == 0:
+                continue
+            j0 = w * 8
+            j1 = j0 + 8
+        else:
+            j0 = nw * 8
+            j1 = flat.shape[0]
+        for jf in range(j0, j1):
+            if flat[jf] == 0:
+                continue
+            ik = jf // plane
+            r = jf - ik * plane
+            i = ik // ngroups
+            k = ik - i * ngroups
+            y = r // nx
+            x = r - y * nx
+            _flag_unless(gdq, i, k, y, x, dnu_sat, jump)
+            if y > 0:
+                _flag_unless(gdq, i, k, y - 1, x, dnu_sat, jump)
+            if y < ny - 1:
+                _flag_unless(gdq, i, k, y + 1, x, dnu_sat, jump)
+            if x > 0:
+                _flag_unless(gdq, i, k, y, x - 1, dnu_sat, jump)
+            if x < nx - 1:
+                _flag_unless(gdq, i, k, y, x + 1, dnu_sat, jump)
 
 
 @njit(parallel=True)
@@ -482,14 +727,25 @@ def _after_jump(data, gdq, gain, med, dnu, sat, jump, e1, n1, e2, n2):
                         gdq[i, k, y, x] |= jump
 
 
+@njit
+def _cleanup_run(flat, ds, clear):
+    for j in range(flat.shape[0]):
+        v = flat[j]
+        flat[j] = v & clear if v & ds else v
+
+
 @njit(parallel=True)
 def _cleanup(gdq, dnu, sat, jump):
-    """Remove JUMP_DET from groups that are also DO_NOT_USE or SATURATED."""
-    nints, ngroups, ny, nx = gdq.shape
-    for y in prange(ny):
-        for i in range(nints):
-            for k in range(ngroups):
-                for x in range(nx):
-                    v = gdq[i, k, y, x]
-                    if (v & jump) and (v & (dnu | sat)):
-                        gdq[i, k, y, x] = v - jump
+    """Remove JUMP_DET from groups that are also DO_NOT_USE or SATURATED.
+
+    Branch-free over chunks of the flat cube (every byte rewritten), which vectorises
+    (the loop is its own function: inside the prange body it did not, and the old
+    per-row loop with a test per byte ran at a fraction of the memory speed)."""
+    flat = gdq.reshape(-1)
+    n = flat.shape[0]
+    ds = np.uint8(dnu | sat)
+    clear = np.uint8(~np.uint8(jump))
+    nchunk = 16
+    step = (n + nchunk - 1) // nchunk
+    for c in prange(nchunk):
+        _cleanup_run(flat[c * step:min(n, (c + 1) * step)], ds, clear)
