@@ -253,8 +253,8 @@ def _median_sigma(buf, n, tmp, rnv, big):
 
 
 @njit
-def _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, dt, nfin, vmin, vmax, njump,
-               later):
+def _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, vr, dt, nfin, vmin, vmax, njump,
+               nlater):
     """First differences of row y in electrons, pixel-major: dt[x, i * nd + k - 1] =
     float32(e[k] - e[k-1]) with e = float32(data * gain), NaN where either group is
     DO_NOT_USE/SATURATED (as :func:`_load_diffs`).
@@ -263,40 +263,50 @@ def _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, dt, nfin, vmin, vma
     differences are scattered pixel-major: gathering each pixel's ramps first (the
     pixel-major copy of :func:`_load_row`) cost as much on a 50-integration cube as the
     detection itself. Per pixel, in the same pass: nfin the number of non-NaN
-    differences, vmin/vmax the smallest and largest finite one, njump the groups already
-    flagged JUMP_DET (group 0 included, as the cosmic-ray count), later whether one of
-    groups 1.. is.
+    differences, vmin/vmax (float32) the smallest and largest finite one, njump the
+    groups already flagged JUMP_DET (group 0 included, as the cosmic-ray count), nlater
+    those of groups 1... Each step is its own loop over the row with few arrays, so that
+    the compiler vectorises it (one loop touching all of them did not).
     """
     nints, ngroups, ny, nx = data.shape
     nd = ngroups - 1
     nanf = np.float32(np.nan)
+    inf = np.float32(np.inf)
+    jump = np.uint8(jump)
+    dnu_sat = np.uint8(dnu_sat)
     for x in range(nx):
         g32[x] = np.float32(gain[y, x])
         nfin[x] = 0
-        vmin[x] = np.inf
-        vmax[x] = -np.inf
+        vmin[x] = inf
+        vmax[x] = -inf
         njump[x] = 0
-        later[x] = False
+        nlater[x] = 0
     for i in range(nints):
         for x in range(nx):
             q = gdq[i, 0, y, x]
-            njump[x] += (q & jump) != 0
+            njump[x] += np.int32((q & jump) != 0)
             prev[x] = nanf if q & dnu_sat else np.float32(data[i, 0, y, x] * g32[x])
         for k in range(1, ngroups):
             col = i * nd + k - 1
             for x in range(nx):
                 q = gdq[i, k, y, x]
-                isj = (q & jump) != 0
-                njump[x] += isj
-                later[x] |= isj
                 cur = nanf if q & dnu_sat else np.float32(data[i, k, y, x] * g32[x])
-                v = np.float32(cur - prev[x])
-                dt[x, col] = v
-                nfin[x] += not math.isnan(v)
-                if math.isfinite(v):
-                    vmin[x] = min(vmin[x], np.float64(v))
-                    vmax[x] = max(vmax[x], np.float64(v))
+                vr[x] = np.float32(cur - prev[x])
                 prev[x] = cur
+            for x in range(nx):
+                nlater[x] += np.int32((gdq[i, k, y, x] & jump) != 0)
+            for x in range(nx):
+                v = vr[x]
+                nfin[x] += np.int32(v == v)
+                fin = abs(v) < inf
+                lo = v if fin else inf
+                hi = v if fin else -inf
+                vmin[x] = lo if lo < vmin[x] else vmin[x]
+                vmax[x] = hi if hi > vmax[x] else vmax[x]
+            for x in range(nx):
+                dt[x, col] = vr[x]
+    for x in range(nx):
+        njump[x] += nlater[x]
 
 
 @njit
@@ -327,6 +337,34 @@ def _median_copysel(src, n, s):
     cur = src
     c = -1
     m = n
+    if n > 256:
+        # bracket the middle between two order statistics of a sample of 32 and keep
+        # only the values inside (one pass, one store each); this holds the middle for
+        # all but a few % of pixels, and the full range is searched otherwise
+        smp = s[1]
+        st = n // 32
+        for j in range(32):
+            v = src[j * st]
+            q = j - 1
+            while q >= 0 and smp[q] > v:
+                smp[q + 1] = smp[q]
+                q -= 1
+            smp[q + 1] = v
+        blo = smp[10]
+        bhi = smp[21]
+        la = s[0]
+        nl = 0
+        nb = 0
+        for j in range(n):
+            v = src[j]
+            la[nb] = v
+            nl += v < blo
+            nb += (v >= blo) & (v <= bhi)
+        if nl <= k and k + two < nl + nb:
+            cur = la
+            c = 0
+            m = nb
+            k -= nl
     while m > 16:
         if m > 128:
             t = m >> 3
@@ -417,19 +455,20 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
     dt = np.empty((nx, nall), dtype=np.float32)
     g32 = np.empty(nx, dtype=np.float32)
     prev = np.empty(nx, dtype=np.float32)
-    nfin = np.empty(nx, dtype=np.int64)
-    vmn = np.empty(nx, dtype=np.float64)
-    vmx = np.empty(nx, dtype=np.float64)
-    njump = np.empty(nx, dtype=np.int64)
-    later = np.empty(nx, dtype=np.bool_)
+    vr = np.empty(nx, dtype=np.float32)
+    nfin = np.empty(nx, dtype=np.int32)
+    vmn = np.empty(nx, dtype=np.float32)
+    vmx = np.empty(nx, dtype=np.float32)
+    njump = np.empty(nx, dtype=np.int32)
+    nlater = np.empty(nx, dtype=np.int32)
     for y in range(y0, y1):
-        _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, dt, nfin, vmn, vmx, njump,
-                   later)
+        _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, vr, dt, nfin, vmn, vmx, njump,
+                   nlater)
         cnt = 0
         for x in range(nx):
             row = dt[x]
-            n = nfin[x]
-            had_jump = later[x]
+            n = np.int64(nfin[x])
+            had_jump = nlater[x] > 0
             cnt += njump[x]
             newj = False
             rnv = np.float64(rn2[y, x]) / nframes
@@ -459,7 +498,8 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                 # |d - median| / sigma is monotone on each side of the median (every
                 # operation is), so the extreme finite differences decide whether any
                 # group is flagged; most pixels have none and skip the pass
-                cand = abs(vmn[x] - med) / sig > rej or abs(vmx[x] - med) / sig > rej
+                cand = abs(np.float64(vmn[x]) - med) / sig > rej or \
+                    abs(np.float64(vmx[x]) - med) / sig > rej
                 if cand or (flag_nbrs and had_jump):
                     for i in range(nints):
                         for k in range(nd):
@@ -611,9 +651,11 @@ def _detect(data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2
     and 2 usable differences. Writes the signed nan-median difference and sigma
     (float64) used later for neighbour and after-jump flagging, and, if flag_nbrs, the
     neighbour-flagging sources (see :func:`_neighbor_sources`) into src, which must be
-    zero on entry (only sources are written). all_medians=False (sigma-clip mode only):
-    the median and sigma are computed only for pixels with a jump after detection, NaN
-    elsewhere (enough when nothing later flags new pixels and then reads them).
+    zero on entry (only sources are written). all_medians=False (sigma-clip mode, and
+    iterative mode with at most 24 usable differences): the median and sigma are
+    computed only for pixels with a jump after detection, NaN elsewhere (enough when
+    nothing later flags new pixels and then reads them); single-pass detection needs
+    them everywhere.
     """
     run_row_blocks(_detect_rows, data.shape[2], data, gdq, gain, rn2, nframes, dnu, sat, jump,
                    mode, rej, thr3, thr2, flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src,
