@@ -85,6 +85,25 @@ def _median_nonan(buf, n):
 
 
 @njit
+def _ranked_pair(v, m, ka, kb):
+    """The values of ranks ka and kb (0-based) of the NaN-free v[:m] in a stable ascending
+    sort, NaN for a rank not there: counted, nothing moved, no data-dependent branch. For
+    the few values left once a selection has narrowed the range to the middle ranks."""
+    a = np.nan
+    b = np.nan
+    for i in range(m):
+        x = v[i]
+        r = 0
+        for j in range(i):
+            r += v[j] <= x
+        for j in range(i + 1, m):
+            r += v[j] < x
+        a = x if r == ka else a
+        b = x if r == kb else b
+    return a, b
+
+
+@njit
 def _select_kth(a, n, k):
     """Partially order a[:n] in place so that a[k] is its k-th smallest value, with
     everything before it no larger; returns it.

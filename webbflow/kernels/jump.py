@@ -14,7 +14,8 @@ import math
 import numpy as np
 from numba import prange
 
-from webbflow.kernels._common import _median_nonan, _median_select, _sort_nonan, run_row_blocks
+from webbflow.kernels._common import (_median_nonan, _median_select, _ranked_pair, _sort_nonan,
+                                      run_row_blocks)
 from webbflow.kernels._options import njit
 
 MODE_ITERATIVE = 0
@@ -408,22 +409,10 @@ def _median_copysel(src, n, s):
             c = b
             m = ng
     # small range: the values of ranks k (and k + 1) by stable ranks
-    lo = np.nan
-    hi = np.nan
-    for i in range(m):
-        v = cur[i]
-        r = 0
-        for j in range(i):
-            r += cur[j] <= v
-        for j in range(i + 1, m):
-            r += cur[j] < v
-        if r == k:
-            lo = np.float64(v)
-        elif r == k + 1:
-            hi = np.float64(v)
+    lo, hi = _ranked_pair(cur, m, k, k + 1)
     if not two:
-        return lo
-    return (lo + hi) / 2.0
+        return np.float64(lo)
+    return (np.float64(lo) + np.float64(hi)) / 2.0
 
 
 @njit

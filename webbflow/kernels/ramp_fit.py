@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from webbflow.kernels._common import _median_nonan, _select_kth, run_row_blocks
+from webbflow.kernels._common import _median_nonan, _ranked_pair, _select_kth, run_row_blocks
 from webbflow.kernels._options import njit
 
 LARGE_VARIANCE = 1.0e6
@@ -163,19 +163,9 @@ def _median_clean(lc, ngroups, buf, tmp, rnv, pois, inv_gt):
             if tmp[k] > lo:
                 lo = tmp[k]
         return (lo + hi) / 2.0
-    # few values: stable ranks (distinct, 0..m-1) without branches or moves; the values
-    # of ranks t-1 and t are the order statistics whatever ties there are
-    hi = np.nan
-    lo = np.nan
-    for k in range(m):
-        v = tmp[k]
-        r = 0
-        for j in range(k):
-            r += tmp[j] <= v
-        for j in range(k + 1, m):
-            r += tmp[j] < v
-        hi = v if r == t else hi
-        lo = v if r == t - 1 else lo
+    # few values: the values of ranks t-1 and t are the order statistics whatever ties
+    # there are
+    lo, hi = _ranked_pair(tmp, m, t - 1, t)
     if n & 1:
         return hi
     return (lo + hi) / 2.0
