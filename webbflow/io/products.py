@@ -108,8 +108,6 @@ class Product:
             i0, i1, per_first, out_shape = 0, 1, 1, (stop - start, nx)
         planes = (i1 - i0) * per_first
         out = np.empty(out_shape, dtype=dtype)
-        flat = out.reshape(planes, stop - start, nx)
-        buffer = np.empty((stop - start, nx), dtype=stored)
         plane_bytes = ny * nx * stored.itemsize
         offset = lazy.offset + i0 * per_first * plane_bytes
         if start == 0 and stop == ny and planes * plane_bytes >= DIRECT_READ_BYTES:
@@ -128,6 +126,8 @@ class Product:
             except (OSError, EOFError) as exc:
                 raise WebbflowError(self.path, f"cannot read extension {lazy.extname}: "
                                                f"{exc}") from None
+        flat = out.reshape(planes, stop - start, nx)
+        buffer = np.empty((stop - start, nx), dtype=stored)
         try:
             with open(self.path, "rb") as handle:
                 for plane in range(planes):
