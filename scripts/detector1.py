@@ -13,11 +13,13 @@ from webbflow.errors import WebbflowError
 from webbflow.io import write_product
 from webbflow.io.preview import PREVIEW, write_previews
 from webbflow.pipelines.detector1 import check_raw_exposure, run_stage1
+from webbflow.pipelines.memory import quiet_collector
 
 logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
 numba.set_num_threads(snakemake.threads)  # noqa: F821
 warm_numba()
+quiet_collector()
 
 plan = snakemake.params.plan  # noqa: F821
 try:

@@ -10,9 +10,11 @@ from webbflow.errors import WebbflowError
 from webbflow.io import write_product
 from webbflow.io.preview import PREVIEW, write_previews
 from webbflow.pipelines.image2 import run_image2
+from webbflow.pipelines.memory import quiet_collector
 
 logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
+quiet_collector()
 
 plan = snakemake.params.plan  # noqa: F821
 try:

@@ -12,9 +12,11 @@ from webbflow.errors import WebbflowError
 from webbflow.io import write_product
 from webbflow.io.preview import write_previews
 from webbflow.pipelines.image3 import run_image3, write_image3_products
+from webbflow.pipelines.memory import quiet_collector
 
 logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
+quiet_collector()
 
 try:
     plan = snakemake.params.plan  # noqa: F821

@@ -16,6 +16,7 @@ from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
 from webbflow.io import read_product, write_product
 from webbflow.pipelines.detector1 import check_raw_exposure, run_stage1
+from webbflow.pipelines.memory import quiet_collector
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
@@ -92,6 +93,7 @@ def _one_stage(prog, input_suffix, argv, plan, run, check=None, options=(), warm
     choose references for the stage ``plan(config, meta)`` -> (stage config, reftypes),
     ``run(path, refs, stage, context, args)`` -> products, write them beside the input
     (or in --outdir) under the MAST names."""
+    quiet_collector()
     parser = _parser(prog, input_suffix)
     for flags, keywords in options:
         parser.add_argument(*flags, **keywords)
@@ -156,6 +158,7 @@ def image3(argv=None):
     from webbflow.associations import read_association  # noqa: PLC0415
     from webbflow.pipelines.image3 import run_image3, write_image3_products  # noqa: PLC0415
 
+    quiet_collector()
     args = _parser("webbflow-image3", "asn", "a level-3 association (its members' cal files "
                    "beside it or in its parent directory)").parse_args(argv)
     try:
