@@ -5,21 +5,25 @@ import json
 import logging
 import sys
 
-import numba
-
 from webbflow.cli import warm_numba
-from webbflow.dqflags import PIXEL
-from webbflow.errors import WebbflowError
-from webbflow.io import write_product
-from webbflow.io.preview import PREVIEW, write_previews
-from webbflow.pipelines.detector1 import check_raw_exposure, run_stage1
-from webbflow.pipelines.memory import quiet_collector
+from webbflow.pipelines.memory import prefault_for, quiet_collector
+
+# before the heavy imports, which they overlap (see webbflow.cli)
+quiet_collector()
+prefault_for(snakemake.input.uncal)  # noqa: F821
+warm_numba()
+
+import numba  # noqa: E402
+
+from webbflow.dqflags import PIXEL  # noqa: E402
+from webbflow.errors import WebbflowError  # noqa: E402
+from webbflow.io import write_product  # noqa: E402
+from webbflow.io.preview import PREVIEW, write_previews  # noqa: E402
+from webbflow.pipelines.detector1 import check_raw_exposure, run_stage1  # noqa: E402
 
 logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,  # noqa: F821
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
 numba.set_num_threads(snakemake.threads)  # noqa: F821
-warm_numba()
-quiet_collector()
 
 plan = snakemake.params.plan  # noqa: F821
 try:

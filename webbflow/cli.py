@@ -8,15 +8,12 @@ import sys
 import threading
 from pathlib import Path
 
-import yaml
-
-from webbflow import crds as webbflow_crds
-from webbflow import planning
-from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
-from webbflow.io import read_product, write_product
-from webbflow.pipelines.detector1 import check_raw_exposure, run_stage1
-from webbflow.pipelines.memory import quiet_collector
+from webbflow.pipelines.memory import prefault_for, quiet_collector
+
+# numpy, astropy, numba and the pipelines are imported by the functions that use them,
+# after a stage-1 run has started faulting in its memory (memory.prefault_for) and
+# importing numba (warm_numba) in background threads: ~0.3 s of imports to overlap
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
@@ -34,6 +31,8 @@ def _parser(prog, input_name, input_help=None):
 
 def _setup(args):
     """Logging and the config."""
+    import yaml  # noqa: PLC0415
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(message)s")
     return yaml.safe_load(Path(args.config).read_text())
@@ -42,6 +41,8 @@ def _setup(args):
 def _crds(args, config):
     """CRDS settings (the config's, with the command line's path and context) and the
     context they resolve to."""
+    from webbflow import crds as webbflow_crds  # noqa: PLC0415
+
     settings = webbflow_crds.configure({**(config.get("crds") or {}),
                                         **({"path": args.crds_path} if args.crds_path else {}),
                                         **({"context": args.crds_context} if args.crds_context else {})})
@@ -54,6 +55,9 @@ def _references(config, settings, context, meta, reftypes, path, outdir):
     re-parameterised step, a benchmark) does not load the CRDS client (~1.5 s of
     imports) to get the same answer. The caller saves the cache once its products are
     written, so that a failed run leaves nothing in ``outdir``."""
+    from webbflow import crds as webbflow_crds  # noqa: PLC0415
+    from webbflow import planning  # noqa: PLC0415
+
     overrides = (config.get("crds") or {}).get("overrides")
     cache = planning.ReferenceCache(outdir, context)
     refs = cache.lookup(
@@ -100,7 +104,10 @@ def _one_stage(prog, input_suffix, argv, plan, run, check=None, options=(), warm
     args = parser.parse_args(argv)
     path = getattr(args, input_suffix)
     if warm:
+        prefault_for(path)
         warm_numba()
+    from webbflow.io import read_product, write_product  # noqa: PLC0415
+
     try:
         config = _setup(args)
         settings, context = _crds(args, config)
@@ -123,17 +130,29 @@ def _one_stage(prog, input_suffix, argv, plan, run, check=None, options=(), warm
 
 def detector1(argv=None):
     def plan(config, meta):
+        from webbflow import planning  # noqa: PLC0415
+
         stage = planning.detector1_config(config, meta)
         return stage, planning.detector1_reftypes(meta, stage["steps"])
 
     def run(path, refs, stage, context, args):
+        from webbflow.dqflags import PIXEL  # noqa: PLC0415
+        from webbflow.pipelines.detector1 import run_stage1  # noqa: PLC0415
+
         return run_stage1(path, refs, stage, PIXEL, context=context)
 
-    return _one_stage("webbflow-detector1", "uncal", argv, plan, run, check=check_raw_exposure,
-                      warm=True)
+    def check(path):
+        from webbflow.pipelines.detector1 import check_raw_exposure  # noqa: PLC0415
+
+        check_raw_exposure(path)
+
+    return _one_stage("webbflow-detector1", "uncal", argv, plan, run, check=check, warm=True)
 
 
 def image2(argv=None):
+    from webbflow import planning  # noqa: PLC0415
+    from webbflow.dqflags import PIXEL  # noqa: PLC0415
+
     def plan(config, meta):
         stage = planning.stage_config(config, "image2", meta)
         return stage, planning.image2_reftypes(stage["steps"])
@@ -156,6 +175,9 @@ def image2(argv=None):
 def image3(argv=None):
     """One level-3 imaging association: members' crf, the product's i2d, cat and segm."""
     from webbflow.associations import read_association  # noqa: PLC0415
+    from webbflow import planning  # noqa: PLC0415
+    from webbflow.dqflags import PIXEL  # noqa: PLC0415
+    from webbflow.io import read_product, write_product  # noqa: PLC0415
     from webbflow.pipelines.image3 import run_image3, write_image3_products  # noqa: PLC0415
 
     quiet_collector()
