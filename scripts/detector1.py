@@ -6,12 +6,10 @@ import logging
 import sys
 
 from webbflow.cli import warm_numba
-from webbflow.pipelines.memory import prefault_for, quiet_collector
+from webbflow.pipelines.memory import quiet_collector
 
-# before the heavy imports, which they overlap (see webbflow.cli)
 quiet_collector()
-prefault_for(snakemake.input.uncal)  # noqa: F821
-warm_numba()
+warm_numba()  # before the heavy imports, which it overlaps (see webbflow.cli)
 
 import numba  # noqa: E402
 

@@ -9,11 +9,11 @@ import threading
 from pathlib import Path
 
 from webbflow.errors import WebbflowError
-from webbflow.pipelines.memory import prefault_for, quiet_collector
+from webbflow.pipelines.memory import quiet_collector
 
 # numpy, astropy, numba and the pipelines are imported by the functions that use them,
-# after a stage-1 run has started faulting in its memory (memory.prefault_for) and
-# importing numba (warm_numba) in background threads: ~0.3 s of imports to overlap
+# after a stage-1 run has started importing numba in a thread (warm_numba): ~0.3 s of
+# imports that overlap
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
@@ -104,7 +104,6 @@ def _one_stage(prog, input_suffix, argv, plan, run, check=None, options=(), warm
     args = parser.parse_args(argv)
     path = getattr(args, input_suffix)
     if warm:
-        prefault_for(path)
         warm_numba()
     from webbflow.io import read_product, write_product  # noqa: PLC0415
 

@@ -96,9 +96,17 @@ def test_raw_ramp_read_past_the_page_cache(tmp_path, monkeypatch):
     path = tmp_path / "x_uncal.fits"
     hdus.writeto(path)
     monkeypatch.setattr(products, "DIRECT_READ_BYTES", 1)
+    spans = []
+    read_span = products.read_span
+    monkeypatch.setattr(products, "read_span",
+                        lambda *args: spans.append(args[1:3]) or read_span(*args))
     product = read_product(path)
     for first in ((0, 3), (1, 2), (2, 3)):
-        got = product.rows("data", 0, 37, np.float32, first=first)
+        got = product.rows("data", 0, 37, np.float32, first=first, direct=True)
         np.testing.assert_array_equal(got, ramp[first[0]:first[1]].astype(np.float32))
+    np.testing.assert_array_equal(product.rows("data", 0, 37, direct=True), ramp)
+    assert len(spans) == 4
+    # without direct (a reference, which other jobs read too): through the page cache
     np.testing.assert_array_equal(product.rows("data", 0, 37), ramp)
+    assert len(spans) == 4
     product.close()

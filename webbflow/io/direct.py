@@ -22,6 +22,39 @@ ALIGN = 4096
 DIRECT = getattr(os, "O_DIRECT", 0)
 
 
+# Linux >= 5.14: fault pages in as if written, without changing their contents
+_MADV_POPULATE_WRITE = 23
+# smaller arrays are not worth a thread
+POPULATE_MIN_BYTES = 16 << 20
+
+
+def populate_in_background(array):
+    """Fault in the pages of a new, big array in a thread, ahead of the code that fills it,
+    so that their first touch (see above) costs the other core. ``madvise`` with
+    MADV_POPULATE_WRITE maps the pages writable without writing a byte, so it may run
+    while the array is being filled. Returns the thread, or None (a small array, or no
+    such call here: the filling code then faults the pages in itself)."""
+    import ctypes  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if array.nbytes < POPULATE_MIN_BYTES:
+        return None
+    try:
+        madvise = ctypes.CDLL("libc.so.6").madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    start = padded(array.ctypes.data)
+    end = (array.ctypes.data + array.nbytes) // ALIGN * ALIGN
+
+    def populate(keep=array):  # ``keep``: the array lives until the call returns
+        madvise(start, end - start, _MADV_POPULATE_WRITE)  # ctypes drops the GIL
+
+    thread = threading.Thread(target=populate, name="populate", daemon=True)
+    thread.start()
+    return thread
+
+
 def padded(nbytes):
     """``nbytes`` rounded up to a multiple of :data:`ALIGN`."""
     return -(-nbytes // ALIGN) * ALIGN

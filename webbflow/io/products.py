@@ -27,7 +27,7 @@ import yaml
 from astropy.io import fits
 
 from webbflow.errors import WebbflowError
-from webbflow.io.direct import DirectWriter, open_direct, read_span
+from webbflow.io.direct import DirectWriter, open_direct, populate_in_background, read_span
 from webbflow.io import datamodels
 
 _ASDF_EXTNAME = "ASDF"
@@ -75,14 +75,18 @@ class Product:
                               else self.rows(name, 0, 1).reshape(shape))
         self._lazy.pop(name)
 
-    def rows(self, name, start, stop, dtype=None, first=None):
+    def rows(self, name, start, stop, dtype=None, first=None, direct=False):
         """Rows ``start:stop`` (second-last axis) of an image array, in native byte order.
 
         Lazy arrays are read from the file plane by plane with plain reads, never through
         a memory map, so only the rows asked for occupy memory. ``dtype`` converts on the
         way (``np.float32`` turns a uint16 ramp into the working cube without a uint16
         copy of the whole of it). ``first=(i0, i1)`` keeps only that range of the first
-        axis (integrations of a ramp).
+        axis (integrations of a ramp). ``direct``: whole planes of at least
+        DIRECT_READ_BYTES are read past the page cache (webbflow.io.direct), for data
+        read once, such as a raw ramp. Files that many jobs read (references) are better
+        served from the page cache: a cached 211 MB MIRI dark plane set reads in 0.1 s
+        that way, in 0.3 s with O_DIRECT.
         """
         if name not in self._lazy:
             block = self[name][..., start:stop, :]
@@ -110,9 +114,11 @@ class Product:
         out = np.empty(out_shape, dtype=dtype)
         plane_bytes = ny * nx * stored.itemsize
         offset = lazy.offset + i0 * per_first * plane_bytes
-        if start == 0 and stop == ny and planes * plane_bytes >= DIRECT_READ_BYTES:
+        if direct and start == 0 and stop == ny and planes * plane_bytes >= DIRECT_READ_BYTES:
             # whole planes (a raw ramp, integrations at a time): one span, read past the
-            # page cache (webbflow.io.direct), decoded piece by piece
+            # page cache (webbflow.io.direct), decoded piece by piece into pages faulted
+            # in meanwhile by another thread
+            populate_in_background(out)
             items = out.reshape(-1)
 
             def decode(piece, position):
@@ -174,7 +180,7 @@ class _LazyArray:
     offset: int
 
 
-# image reads of whole planes at least this big go past the page cache
+# reads of whole planes at least this big may go past the page cache (Product.rows)
 DIRECT_READ_BYTES = 4 << 20
 
 _STORED = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}

@@ -16,6 +16,7 @@ import numpy as np
 
 from webbflow.errors import WebbflowError
 from webbflow.io import Product, read_product
+from webbflow.io.direct import populate_in_background
 from webbflow.io.references import load_reference
 from webbflow.planning import detector1_steps, stage1_steps
 
@@ -131,6 +132,9 @@ def open_ramp(path):
         gdq = np.array(product["groupdq"], dtype=np.uint8)
     else:
         gdq = np.zeros(shape, dtype=np.uint8)
+        # first written by dq_init, after the first integrations are read: time enough
+        # for another thread to fault it in (590 MB in the TSO case)
+        populate_in_background(gdq)
     pdq = (np.array(product["pixeldq"], dtype=np.uint32) if product.has("pixeldq")
            else np.zeros(shape[-2:], dtype=np.uint32))
     zeroframe = (np.asarray(product["zeroframe"], dtype=np.float32)
@@ -146,7 +150,33 @@ def open_ramp(path):
 
 def read_ramp_data(product, first=None):
     """SCI as float32, all integrations or ``first=(i0, i1)``."""
-    return product.rows("data", 0, product.shape("data")[-2], np.float32, first=first)
+    return product.rows("data", 0, product.shape("data")[-2], np.float32, first=first,
+                        direct=True)
+
+
+def _read_chunks(product, nints, per_chunk):
+    """SCI as float32, ``per_chunk`` integrations at a time: yields ``((i0, i1), data)``.
+    Where a chunk is a small share of the ramp (at most READ_AHEAD_FRACTION, as for the
+    scratch ramp's blocks: two chunks in memory then cost little), the next one is read
+    in a thread while the caller's steps work on this one. The reads mostly wait on the
+    disk with the GIL released (the TSO case: 1.2 GB in 25 chunks)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from webbflow.pipelines.ramp_store import READ_AHEAD_FRACTION
+
+    ranges = [(i0, min(nints, i0 + per_chunk)) for i0 in range(0, nints, per_chunk)]
+    if len(ranges) < 2 or per_chunk > READ_AHEAD_FRACTION * nints:
+        for first in ranges:
+            yield first, read_ramp_data(product, first)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ramp-read") as pool:
+        pending = pool.submit(read_ramp_data, product, ranges[0])
+        for index, first in enumerate(ranges):
+            data = pending.result()
+            if index + 1 < len(ranges):
+                pending = pool.submit(read_ramp_data, product, ranges[index + 1])
+            yield first, data
+            del data
 
 
 # bytes of float32 ramp per row block: big enough to amortise the loop, small enough
@@ -385,9 +415,8 @@ class Detector1:
                           in_memory=nints * int_bytes <= RESIDENT_RAMP_BYTES, source=self.source)
         try:
             statuses = {}
-            for i0 in range(0, nints, per_chunk):
-                i1 = min(nints, i0 + per_chunk)
-                chunk = Ramp(meta=frame.meta, data=read_ramp_data(product, (i0, i1)),
+            for (i0, i1), data in _read_chunks(product, nints, per_chunk):
+                chunk = Ramp(meta=frame.meta, data=data,
                              gdq=frame.gdq[i0:i1], pdq=frame.pdq,
                              zeroframe=None if frame.zeroframe is None else frame.zeroframe[i0:i1],
                              int_times=frame.int_times)
@@ -407,7 +436,7 @@ class Detector1:
                 frame.average_dark_current = chunk.average_dark_current
                 store.write_integrations(i0, chunk.data)
                 self.ramp = frame  # let the chunk go before the next one is read
-                del chunk
+                del chunk, data
             self.ramp = frame
             self.chunk_start = 0
             # the chunks are done: the row-block pass reads each reference row once

@@ -26,83 +26,31 @@ import gc
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 
-_libc = None
-
-
-def _glibc():
-    """glibc, or None (another C library: its allocator's defaults it is)."""
-    global _libc
-    if _libc is None:
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-        except OSError:
-            from ctypes.util import find_library  # noqa: PLC0415 - 40 ms and ldconfig
-
-            try:
-                libc = ctypes.CDLL(find_library("c"))
-            except (OSError, TypeError):
-                libc = False
-        if libc and not hasattr(libc, "mallopt"):
-            libc = False
-        if libc:
-            libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-            libc.malloc.argtypes = (ctypes.c_size_t,)
-            libc.malloc.restype = ctypes.c_void_p
-            libc.free.argtypes = (ctypes.c_void_p,)
-            libc.mallopt(_M_MMAP_MAX, 0)
-            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-        _libc = libc
-    return _libc or None
+_done = False
 
 
 def reuse_freed_memory():
     """Tell glibc's allocator to keep and reuse freed memory (no-op elsewhere; once)."""
-    _glibc()
-
-
-# Cap of :func:`prefault_for`: below the heap that the first arrays of every benchmark
-# exposure take anyway (NIRCam full frame: a 168 MB float32 ramp and 42 MB of group DQ),
-# so the peak does not grow.
-PREFAULT_MAX_BYTES = 256 * 2**20
-_MADV_HUGEPAGE = 14
-
-
-def prefault_for(raw_path):
-    """Fault in, in a background thread, the heap the working copy of a raw ramp will
-    take (twice its uint16 file, at most :data:`PREFAULT_MAX_BYTES`), and hand it back to
-    the allocator, which keeps it (:func:`reuse_freed_memory`). Call it before the
-    imports: the pages are touched on the other core while the interpreter imports,
-    instead of by the first read of the ramp. A first touch costs 0.3-7 ms per MB here
-    (see above). Returns the thread, or None (not glibc, no such file)."""
-    import os  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    libc = _glibc()
+    global _done
+    if _done:
+        return
+    _done = True
     try:
-        nbytes = min(2 * os.path.getsize(raw_path), PREFAULT_MAX_BYTES)
+        libc = ctypes.CDLL("libc.so.6")
     except OSError:
-        return None
-    if libc is None or nbytes <= 0:
-        return None
-    block = libc.malloc(nbytes)  # in this thread: the main arena, where arrays go
-    if not block:
-        return None
+        from ctypes.util import find_library  # noqa: PLC0415 - 40 ms and an ldconfig run
 
-    def touch():
-        # huge pages, as numpy asks for its own big arrays; then every page written
-        # (ctypes calls run without the GIL)
-        page = 2**21
-        start = (block + page - 1) // page * page
-        if start < block + nbytes:
-            libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t((block + nbytes - start)
-                                                                 // page * page),
-                         _MADV_HUGEPAGE)
-        ctypes.memset(block, 0, nbytes)
-        libc.free(block)
+        try:
+            libc = ctypes.CDLL(find_library("c"))
+        except (OSError, TypeError):
+            return
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:  # not glibc: the default allocator it is
+        return
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt(_M_MMAP_MAX, 0)
+    mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
 
-    thread = threading.Thread(target=touch, name="prefault", daemon=True)
-    thread.start()
-    return thread
 
 def quiet_collector():
     """Collect reference cycles rarely, and not at all at exit (call once, at the start of
