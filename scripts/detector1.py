@@ -15,7 +15,7 @@ import numba  # noqa: E402
 
 from webbflow.dqflags import PIXEL  # noqa: E402
 from webbflow.errors import WebbflowError  # noqa: E402
-from webbflow.io import write_product  # noqa: E402
+from webbflow.io import write_products  # noqa: E402
 from webbflow.io.preview import PREVIEW, write_previews  # noqa: E402
 from webbflow.pipelines.detector1 import check_raw_exposure, run_stage1  # noqa: E402
 
@@ -40,9 +40,8 @@ try:
         raise WebbflowError(snakemake.input.uncal,  # noqa: F821
                             f"no {', '.join(missing)} product: this exposure made "
                             f"{', '.join(sorted(products))} (ramp_fit algorithm fallback?)")
-    for name, path in snakemake.output.items():  # noqa: F821
-        if not name.endswith(PREVIEW):
-            write_product(path, products[name])
+    write_products((path, products[name]) for name, path in snakemake.output.items()  # noqa: F821
+                   if not name.endswith(PREVIEW))
     write_previews(snakemake.output.items(), products)  # noqa: F821
 except WebbflowError as exc:
     logging.error("%s", exc)

@@ -7,7 +7,7 @@ import sys
 
 from webbflow.dqflags import PIXEL
 from webbflow.errors import WebbflowError
-from webbflow.io import write_product
+from webbflow.io import write_products
 from webbflow.io.preview import PREVIEW, write_previews
 from webbflow.pipelines.image2 import run_image2
 from webbflow.pipelines.memory import quiet_collector
@@ -25,9 +25,8 @@ try:
     products = run_image2(snakemake.input.rate, refs, json.loads(plan["steps"]), PIXEL,  # noqa: F821
                           context=snakemake.config["crds"]["context_used"],  # noqa: F821
                           backgrounds=list(snakemake.input.backgrounds))  # noqa: F821
-    for name, path in snakemake.output.items():  # noqa: F821
-        if not name.endswith(PREVIEW):
-            write_product(path, products[name])
+    write_products((path, products[name]) for name, path in snakemake.output.items()  # noqa: F821
+                   if not name.endswith(PREVIEW))
     write_previews(snakemake.output.items(), products)  # noqa: F821
 except WebbflowError as exc:
     logging.error("%s", exc)

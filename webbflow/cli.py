@@ -105,7 +105,7 @@ def _one_stage(prog, input_suffix, argv, plan, run, check=None, options=(), warm
     path = getattr(args, input_suffix)
     if warm:
         warm_numba()
-    from webbflow.io import read_product, write_product  # noqa: PLC0415
+    from webbflow.io import read_product, write_products  # noqa: PLC0415
 
     try:
         config = _setup(args)
@@ -118,8 +118,8 @@ def _one_stage(prog, input_suffix, argv, plan, run, check=None, options=(), warm
         refs, remembered = _references(config, settings, context, meta, reftypes, path, outdir)
         products = run(path, refs, stage, context, args)
         stem = Path(path).name.removesuffix(f"_{input_suffix}.fits")
-        for name, product in products.items():
-            write_product(outdir / f"{stem}_{name}.fits", product)
+        write_products((outdir / f"{stem}_{name}.fits", product)
+                       for name, product in products.items())
         remembered.save()
     except WebbflowError as exc:
         print(f"webbflow: {exc}", file=sys.stderr)

@@ -8,4 +8,5 @@ from webbflow.io.products import (  # noqa: F401
     read_wcs,
     set_meta,
     write_product,
+    write_products,
 )

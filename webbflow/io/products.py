@@ -17,6 +17,7 @@ import io as _io
 import math
 import os
 import secrets
+import threading
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -536,6 +537,9 @@ def _astropy_hdulist(hdus, tables, payload):
     return fits.HDUList(list(hdus) + tail)
 
 
+_VERIFYING = threading.Lock()
+
+
 def write_product(path, product):
     """Write atomically: a temporary file in the target directory, then a rename.
 
@@ -545,7 +549,8 @@ def write_product(path, product):
     path = Path(path)
     hdus, tables, payload = _layout(product, path.name)
     images = fits.HDUList(hdus)
-    with warnings.catch_warnings():
+    # the warnings filters are global: one product's change at a time (write_products)
+    with _VERIFYING, warnings.catch_warnings():
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)
         images.verify(option="exception")
     blocks = _direct_blocks(images, tables + [(_ASDF_EXTNAME, _asdf_record(payload))])
@@ -554,6 +559,20 @@ def write_product(path, product):
     else:
         _atomic_write(path, lambda handle: _write_blocks(handle, blocks))
     return path
+
+
+def write_products(pairs):
+    """:func:`write_product` of each ``(path, product)``, the products side by side in
+    threads: most of a write is encoding big arrays and waiting on the disk, both
+    without the GIL (a stage-1 rate and rateints: 0.13 s one after the other)."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    pairs = list(pairs)
+    if len(pairs) < 2:
+        return [write_product(path, product) for path, product in pairs]
+    with ThreadPoolExecutor(max_workers=len(pairs), thread_name_prefix="write") as pool:
+        futures = [pool.submit(write_product, path, product) for path, product in pairs]
+        return [future.result() for future in futures]
 
 
 def _temporary_beside(path, direct=False):
