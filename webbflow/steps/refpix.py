@@ -14,6 +14,8 @@ float32 before the side correction. This is reproduced (the first group processe
 float32 path) so results match bit for bit.
 """
 
+import hashlib
+
 import numpy as np
 
 from webbflow.kernels import refpix as _k
@@ -206,19 +208,17 @@ def _nir_fullframe(data, pdq_det, dnu, window, fastaxis, slowaxis, odd_even_colu
     return buf_dtype
 
 
-def _nir_subarray(data, pdq_det, dnu, refdq, window, fastaxis, slowaxis, odd_even_columns,
-                  siglimit):
-    """NOUTPUTS=1 subarray: clipped means of its REFERENCE_PIXEL pixels (even and odd
-    detector columns apart), subtracted column by column.
-
-    The official code embeds each group in a full frame, turns it to detector orientation
-    and takes the reference pixels in detector row-major order; here their DMS positions
-    are found once, in that order (the clipped mean's sum depends on it), and only the
-    subarray is read and corrected, in place."""
+def _subarray_reference_pixels(pdq_det, dnu, refdq, window, fastaxis, slowaxis,
+                               odd_even_columns):
+    """Where the NOUTPUTS=1 subarray correction takes its reference pixels: the
+    REFERENCE_PIXEL pixels (not DO_NOT_USE), even and odd detector columns apart, as DMS
+    positions in the order the official code takes them (detector row-major: the
+    clipped mean's sum depends on it), and the class of each DMS column (row when
+    transposed). None when there are none. See :func:`_nir_subarray`."""
     ref = ((pdq_det & refdq) == refdq) & ((pdq_det & dnu) != dnu)
     rows, cols = np.nonzero(ref)
     if rows.size == 0:
-        return
+        return None
     r0, r1, c0, c1 = window
     flat = np.arange(NIR_FULL * NIR_FULL, dtype=np.int32).reshape(NIR_FULL, NIR_FULL)
     ys, xs = np.divmod(to_detector_frame(flat, fastaxis, slowaxis)[rows, cols], NIR_FULL)
@@ -226,7 +226,6 @@ def _nir_subarray(data, pdq_det, dnu, refdq, window, fastaxis, slowaxis, odd_eve
     xs -= c0
     transposed = abs(fastaxis) != 1
     window_cols = slice(r0, r1) if transposed else slice(c0, c1)
-    # class of each DMS column (row when transposed): its detector column's parity
     parity = np.arange(NIR_FULL, dtype=np.int64) % 2 if odd_even_columns \
         else np.zeros(NIR_FULL, np.int64)
     colpar = np.ascontiguousarray((parity[::-1] if fastaxis < 0 else parity)[window_cols])
@@ -235,8 +234,34 @@ def _nir_subarray(data, pdq_det, dnu, refdq, window, fastaxis, slowaxis, odd_eve
         a, b = (ys[even], xs[even]), (ys[~even], xs[~even])
     else:
         a, b = (ys, xs), (ys[:0], xs[:0])
-    _k._subarray_correct(data, *(np.ascontiguousarray(v, np.int64) for v in (*a, *b)),
-                         colpar, float(siglimit), transposed)
+    return (*(np.ascontiguousarray(v, np.int64) for v in (*a, *b)), colpar, transposed)
+
+
+# the last subarray's reference pixels, by what decides them: a chunked run (TSO, a few
+# integrations at a time) asks again for every chunk, and finding them takes full-frame
+# passes (the detector-frame DQ, its nonzero, the index map: ~40 % of that refpix)
+_last_reference_pixels = [None, None]
+
+
+def _nir_subarray(data, pdq, pdq_detector_frame, dnu, refdq, window, fastaxis, slowaxis,
+                  odd_even_columns, siglimit, subarray_name):
+    """NOUTPUTS=1 subarray: clipped means of its REFERENCE_PIXEL pixels (even and odd
+    detector columns apart), subtracted column by column.
+
+    The official code embeds each group in a full frame, turns it to detector orientation
+    and takes the reference pixels in detector row-major order; here their DMS positions
+    are found once, in that order (the clipped mean's sum depends on it), and only the
+    subarray is read and corrected, in place. ``pdq_detector_frame()`` makes the full
+    frame DQ the positions are found in (only when ``pdq`` and the geometry are new)."""
+    key = (window, fastaxis, slowaxis, bool(odd_even_columns), int(dnu), int(refdq),
+           subarray_name, pdq.shape, hashlib.blake2b(np.ascontiguousarray(pdq)).digest())
+    if _last_reference_pixels[0] != key:
+        _last_reference_pixels[:] = [key, _subarray_reference_pixels(
+            pdq_detector_frame(), dnu, refdq, window, fastaxis, slowaxis, odd_even_columns)]
+    positions = _last_reference_pixels[1]
+    if positions is None:
+        return
+    _k._subarray_correct(data, *positions[:5], float(siglimit), positions[5])
 
 
 def _miri_refvalue(grp, pdq, col, rows, dnu, siglimit):
@@ -349,7 +374,6 @@ def correct_refpix(
         return data, "COMPLETE"
 
     window = None
-    pdq_full = pdq
     if sub:
         c0 = xstart - 1
         r0 = ystart - 1
@@ -357,17 +381,21 @@ def correct_refpix(
         if r0 < 0 or c0 < 0 or r1 > NIR_FULL or c1 > NIR_FULL:
             return data, "SKIPPED"
         window = (r0, r1, c0, c1)
-        pdq_full = np.zeros((NIR_FULL, NIR_FULL), np.uint32)
-        border = dnu | refdq
-        pdq_full[0:4, :] = border
-        pdq_full[NIR_FULL - 4 :, :] = border
-        pdq_full[4 : NIR_FULL - 4, 0:4] = border
-        pdq_full[4 : NIR_FULL - 4, NIR_FULL - 4 :] = border
-        pdq_full[r0:r1, c0:c1] = pdq
-        if subarray_name in NRS_EDGELESS_SUBARRAYS:
-            pdq_full[r0:r1, c0 : c0 + 4] |= refdq
-            pdq_full[r0:r1, c1 - 4 : c1] |= refdq
-    pdq_det = np.ascontiguousarray(to_detector_frame(pdq_full, fastaxis, slowaxis))
+
+    def pdq_detector_frame():
+        pdq_full = pdq
+        if sub:
+            pdq_full = np.zeros((NIR_FULL, NIR_FULL), np.uint32)
+            border = dnu | refdq
+            pdq_full[0:4, :] = border
+            pdq_full[NIR_FULL - 4 :, :] = border
+            pdq_full[4 : NIR_FULL - 4, 0:4] = border
+            pdq_full[4 : NIR_FULL - 4, NIR_FULL - 4 :] = border
+            pdq_full[r0:r1, c0:c1] = pdq
+            if subarray_name in NRS_EDGELESS_SUBARRAYS:
+                pdq_full[r0:r1, c0 : c0 + 4] |= refdq
+                pdq_full[r0:r1, c1 - 4 : c1] |= refdq
+        return np.ascontiguousarray(to_detector_frame(pdq_full, fastaxis, slowaxis))
 
     zcube = None
     if zeroframe is not None:
@@ -376,9 +404,10 @@ def correct_refpix(
     if sub and noutputs != 4:
         for cube in (data, zcube):
             if cube is not None:
-                _nir_subarray(cube, pdq_det, dnu, refdq, window, fastaxis, slowaxis,
-                              odd_even_columns, siglimit)
+                _nir_subarray(cube, pdq, pdq_detector_frame, dnu, refdq, window, fastaxis,
+                              slowaxis, odd_even_columns, siglimit, subarray_name)
     else:
+        pdq_det = pdq_detector_frame()
         # after the first side-corrected group the official buffer is float64
         state = np.float64 if continuing and use_side_ref_pixels else np.float32
         for cube in (data, zcube):
