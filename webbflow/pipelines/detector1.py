@@ -274,17 +274,19 @@ class Detector1:
 
     def _check_options(self):
         """Options asked for that webbflow does not carry: one error before any work."""
-        from webbflow.steps import emicorr
-        from webbflow.steps.clean_flicker_noise import unsupported_options
-
+        # the steps' modules are imported only when they run (emicorr's pulls in scipy)
         if "ramp_fit" in self.step_names and not self.skipped("ramp_fit"):
             self.fit_algorithm()  # an unknown algorithm name
         if "emicorr" in self.step_names and not self.skipped("emicorr"):
+            from webbflow.steps import emicorr
+
             bad = emicorr.unsupported_options(self.params("emicorr"))
             if bad:
                 raise WebbflowError(self.source, "emicorr: " + ", ".join(bad)
                                     + " not implemented in webbflow yet")
         if "clean_flicker_noise" in self.step_names and not self.skipped("clean_flicker_noise"):
+            from webbflow.steps.clean_flicker_noise import unsupported_options
+
             bad = unsupported_options(self.params("clean_flicker_noise"),
                                       _exposure(self.ramp.meta, "type") or "")
             if bad:
