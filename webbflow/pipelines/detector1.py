@@ -203,7 +203,18 @@ class _RateAssembly:
         self.rateints = [np.empty((nints, ny, nx), t) for t in self.DTYPES]
         self.chisq = None  # LIKELY's chi square image, when the fits return one
 
+    def targets(self, rows):
+        """The result's rows as (rate, rateints) arrays for ``fit_ramps(out=...)`` to
+        fill in place, or None where the rateints rows are not contiguous (several
+        integrations): the fit then returns new arrays for :meth:`add`."""
+        rateints = tuple(whole[:, rows] for whole in self.rateints)
+        if not all(view.flags.c_contiguous for view in rateints):
+            return None
+        return tuple(whole[rows] for whole in self.rate), rateints
+
     def add(self, rows, part):
+        if part.rate[0].base is self.rate[0]:
+            return  # filled in place (targets)
         for whole, piece in zip(self.rate, part.rate):
             whole[rows] = piece
         for whole, piece in zip(self.rateints, part.rateints):
@@ -527,7 +538,8 @@ class Detector1:
             fit.add(slice(y0, y1), fit_ramps(
                 data, gdq, r.pdq[y0:y1], readnoise[keep], gain[keep], self.dqflags,
                 average_dark_current=dark, zeroframe=zeroframe, miri_groups=kept,
-                check_saturated=False, rows=(keep.start, keep.stop), **options))
+                check_saturated=False, rows=(keep.start, keep.stop),
+                out=fit.targets(slice(y0, y1)), **options))
         if planes_all_jump_dnu is not None and planes_all_jump_dnu.any():
             raise _WholeFrameNeeded("a group is JUMP_DET/DO_NOT_USE in every pixel")
         if do_jump:

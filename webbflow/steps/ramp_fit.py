@@ -78,7 +78,7 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
               groupgap, drop_frames1=0, suppress_one_group=True, average_dark_current=None,
               zeroframe=None, firstgroup=None, lastgroup=None, save_opt=False, is_miri=False,
               miri_groups=None, check_saturated=True, algorithm="OLS_C", readtimes=None,
-              rows=None):
+              rows=None, out=None):
     """Fit ramps; returns a :class:`RampFitResult`, or None where jwst makes no product.
 
     Parameters
@@ -107,6 +107,10 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
     rows : (r0, r1): fit rows r0 .. r1-1 of ``data`` and ``gdq`` only (a row block read
         with halo rows, passed without a copy); every other array, and the results, hold
         those rows alone.
+    out : (rate, rateints), each five C-contiguous arrays (slope, dq, var_poisson,
+        var_rnoise, err; dq uint32, the others float32) of the result's shapes: the OLS
+        fit writes its result there (rows of whole-frame arrays) instead of into new
+        arrays, and the RampFitResult holds them.
 
     Inputs are not modified.
     """
@@ -179,10 +183,13 @@ def fit_ramps(data, gdq, pdq, readnoise, gain, dqflags, *, frame_time, group_tim
     ft = float(np.float32(frame_time))
     one_t = (float(nframes) + 1.0) * ft / 2.0
 
-    r = [np.empty((ny, nx), np.float32) for _ in range(5)]
-    r[1] = np.empty((ny, nx), np.uint32)
-    ri = [np.empty((nints, ny, nx), np.float32) for _ in range(5)]
-    ri[1] = np.empty((nints, ny, nx), np.uint32)
+    if out is None:
+        r = [np.empty((ny, nx), np.float32) for _ in range(5)]
+        r[1] = np.empty((ny, nx), np.uint32)
+        ri = [np.empty((nints, ny, nx), np.float32) for _ in range(5)]
+        ri[1] = np.empty((nints, ny, nx), np.uint32)
+    else:
+        r, ri = (list(arrays) for arrays in out)
     args = (data, gdq, row0, pdq, rn, gain, dark, zf, use_zf, use_chg, clear_jump_g0,
             bool(suppress_one_group), dnu, sat, jump, int(dqflags["PERSISTENCE"]),
             int(dqflags["NO_GAIN_VALUE"]), chg, gt, ft, one_t, _weight_table(ngroups),
