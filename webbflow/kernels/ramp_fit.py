@@ -105,53 +105,45 @@ def _snr_power_index(snr):
 
 
 @njit
-def _median_clean(lc, ngroups, buf, tmp, rnv, pois, inv_gt):
-    """Median of the first differences of lc[:ngroups] (a ramp without DQ flags, in
-    DN/s), NaN differences left out, lc[0] if all are; the same value as the general
-    path's :func:`_median_nonan` of them.
+def _median_counted(dif, p, n, below, m, nnan, a, b, lc0, buf, tmp):
+    """Median of the first differences dif[:n, p] of a ramp without DQ flags (DN/s),
+    NaN differences left out, lc0 (its first value) if all are; the same value as the
+    general path's :func:`_median_nonan` of them.
 
     The median is an order statistic, so it can be selected among the values of a narrow
-    window once that is known to hold the middle rank(s): one branch-free pass (it also
-    makes the differences and counts NaNs) replaces most of a full quickselect. The
-    window is centred on the mean difference (the ramp's end points give it without a
-    sum) with a half width of 2 sigma / sqrt(n) (~2.6 standard deviations of median -
-    mean for normal noise), sigma^2 = rnv + |mean| * pois from read noise and Poisson
-    noise (per-pixel constants, DN^2). The window only has to be a guess: a missed one
-    (a cosmic ray shifts the mean, or the noise model is off) falls back to the full
-    selection, and NaN bounds (bad gain) miss.
+    window [a, b] once that is known to hold the middle rank(s). :func:`_clean_block`
+    makes the differences and, in one branch-free pass over a row of pixels, the counts
+    below (< a), m (in the window) and nnan (NaN); this replaces most of a full
+    quickselect. The window is centred on the mean difference (the ramp's end points give
+    it without a sum) with a half width of 2 sigma / sqrt(n) (~2.6 standard deviations
+    of median - mean for normal noise), sigma^2 = rnv + |mean| * pois from read noise and
+    Poisson noise (per-pixel constants, DN^2). The window only has to be a guess: a
+    missed one (a cosmic ray shifts the mean, or the noise model is off) falls back to
+    the full selection, and NaN bounds (bad gain) miss.
     """
-    n = ngroups - 1
-    inv_n = 1.0 / n
-    c = (lc[n] - lc[0]) * inv_n
-    half = 2.0 * math.sqrt((rnv + abs(c) * pois) * inv_n) * inv_gt
-    a = c - half
-    b = c + half
-    below = 0
-    m = 0
-    nnan = 0
-    for k in range(n):
-        v = lc[k + 1] - lc[k]
-        buf[k] = v
-        tmp[m] = v
-        below += v < a
-        m += (v >= a) & (v <= b)
-        nnan += math.isnan(v)
     if nnan > 0:
         nv = 0
         for k in range(n):
-            v = buf[k]
+            v = dif[k, p]
             if not math.isnan(v):
                 buf[nv] = v
                 nv += 1
-        if nv == 0 and not math.isnan(lc[0]):
-            buf[0] = lc[0]
+        if nv == 0 and not math.isnan(lc0):
+            buf[0] = lc0
             nv = 1
         return _median_nonan(buf, nv)
     h = n >> 1
     # ranks below..below+m-1 of the sorted differences are the window's values
     klo = h if n & 1 else h - 1
     if n <= 2 or below > klo or below + m <= h:
+        for k in range(n):
+            buf[k] = dif[k, p]
         return _median_nonan(buf, n)
+    mm = 0
+    for k in range(n):
+        v = dif[k, p]
+        tmp[mm] = v
+        mm += (v >= a) & (v <= b)
     t = h - below
     if m > 16:
         hi = _select_kth(tmp, m, t)
@@ -191,17 +183,18 @@ def _weight_table(ngroups):
 
 @njit
 def _clean_block(data, gdq, row, x0, nb, rnoise, gain, y, group_time, inv_gt, wt, lean_ok,
-                 cl, mr, px, sy, sxy, sw, sx, sxx, lcb, wb, xwb, buf, tmp):
+                 cl, mr, px, sy, sxy, sw, sx, sxx, lcb, invrn2, buf, tmp):
     """The clean integrations (no DQ flag in any group) of pixels x0 .. x0+nb-1 of fitted
     row y (data row ``row``), all integrations at once: cl[i, p] whether integration i
-    of pixel x0+p is clean; for those mr[i, p], the median rate (:func:`_median_clean`),
+    of pixel x0+p is clean; for those mr[i, p], the median rate (:func:`_median_counted`),
     and, with >= 3 groups, px[i, p] the weight power index and sy/sxy[i, p] the data
     sums of the full-ramp fit, with sw/sx/sxx[q, p] its weight sums for power index q.
 
     Every value is the one the per-pixel code computed (same float64 operations in the
     same order per pixel); the loops only run over pixels innermost, reading a data row
-    segment as it is in memory (no transposition), so the group sums vectorise across
-    pixels instead of being one latency-bound chain per pixel.
+    as it is in memory (no transposition), so the divisions, differences, window counts
+    and group sums vectorise across pixels instead of being one latency-bound chain per
+    pixel.
     """
     nints, ngroups = data.shape[0], data.shape[1]
     any_clean = False
@@ -221,6 +214,22 @@ def _clean_block(data, gdq, row, x0, nb, rnoise, gain, y, group_time, inv_gt, wt
     if not any_clean:
         return
     used = np.zeros(6, dtype=np.bool_)
+    # noise model of the clean-ramp median window (a guess: any value is safe)
+    # (numba raises on a float division by zero: bad gains get NaN, which misses)
+    rnv_b = np.full(nb, np.nan)
+    pois_b = np.full(nb, np.nan)
+    for p in range(nb):
+        g = np.float64(gain[y, x0 + p])
+        rn = np.float64(rnoise[y, x0 + p])
+        if g > 0.0:
+            rnv_b[p] = 2.0 * rn * rn / (g * g)
+            pois_b[p] = group_time / g
+    wa = np.empty(nb, dtype=np.float64)
+    wbh = np.empty(nb, dtype=np.float64)
+    n_below = np.empty(nb, dtype=np.int64)
+    n_in = np.empty(nb, dtype=np.int64)
+    n_nan = np.empty(nb, dtype=np.int64)
+    dif = np.empty((max(ngroups - 1, 1), nb + 8), dtype=np.float64)
     if ngroups >= 3:
         # power index of each clean full-ramp fit, as in _fit_rows' segment fit
         for i in range(nints):
@@ -230,7 +239,8 @@ def _clean_block(data, gdq, row, x0, nb, rnoise, gain, y, group_time, inv_gt, wt
                     continue
                 g = np.float64(gain[y, x0 + p])
                 rn = np.float64(rnoise[y, x0 + p])
-                dd = np.float64(data[i, ngroups - 1, row, x0 + p]) - np.float64(data[i, 0, row, x0 + p])
+                dd = (np.float64(data[i, ngroups - 1, row, x0 + p])
+                      - np.float64(data[i, 0, row, x0 + p]))
                 den = rn * rn + dd * g
                 snr = 0.0
                 if not (den <= 0.0 or g == 0.0):
@@ -240,7 +250,6 @@ def _clean_block(data, gdq, row, x0, nb, rnoise, gain, y, group_time, inv_gt, wt
                 px[i, p] = q
                 used[q] = True
         # weights w = wt * 1/rn^2, x * w, and their sums, in the segment fit's order
-        invrn2 = np.empty(nb, dtype=np.float64)
         for p in range(nb):
             rn = np.float64(rnoise[y, x0 + p])
             invrn2[p] = _fdiv(1.0, rn * rn)
@@ -257,8 +266,6 @@ def _clean_block(data, gdq, row, x0, nb, rnoise, gain, y, group_time, inv_gt, wt
                 for p in range(nb):
                     w = wq * invrn2[p]
                     xw = xv * w
-                    wb[q, j, p] = w
-                    xwb[q, j, p] = xw
                     sw[q, p] += w
                     sx[q, p] += xw
                     sxx[q, p] += xv * xw
@@ -271,31 +278,42 @@ def _clean_block(data, gdq, row, x0, nb, rnoise, gain, y, group_time, inv_gt, wt
         for k in range(ngroups):
             for p in range(nb):
                 lcb[k, p] = np.float64(data[i, k, row, x0 + p]) / group_time
+        # median rates: the window (see _median_counted) and the counts, pixel-inner
+        n = ngroups - 1
+        inv_n = 1.0 / n
         for p in range(nb):
-            if not cl[i, p]:
-                continue
-            g = np.float64(gain[y, x0 + p])
-            rn = np.float64(rnoise[y, x0 + p])
-            # noise model of the clean-ramp median window (a guess: any value is safe)
-            # (numba raises on a float division by zero: bad gains get NaN, which misses)
-            rnv = np.nan
-            pois = np.nan
-            if g > 0.0:
-                rnv = 2.0 * rn * rn / (g * g)
-                pois = group_time / g
-            mr[i, p] = _median_clean(lcb[:, p], ngroups, buf, tmp, rnv, pois, inv_gt)
+            c = (lcb[n, p] - lcb[0, p]) * inv_n
+            half = 2.0 * math.sqrt((rnv_b[p] + abs(c) * pois_b[p]) * inv_n) * inv_gt
+            wa[p] = c - half
+            wbh[p] = c + half
+            n_below[p] = 0
+            n_in[p] = 0
+            n_nan[p] = 0
+        for k in range(n):
+            for p in range(nb):
+                v = lcb[k + 1, p] - lcb[k, p]
+                dif[k, p] = v
+                n_below[p] += v < wa[p]
+                n_in[p] += (v >= wa[p]) & (v <= wbh[p])
+                n_nan[p] += math.isnan(v)
+        for p in range(nb):
+            if cl[i, p]:
+                mr[i, p] = _median_counted(dif, p, n, n_below[p], n_in[p], n_nan[p], wa[p],
+                                           wbh[p], lcb[0, p], buf, tmp)
         if ngroups < 3:
             continue
         for p in range(nb):
             sy[i, p] = 0.0
             sxy[i, p] = 0.0
         for j in range(ngroups):
+            xv = float(j)
             for p in range(nb):
                 yv = np.float64(data[i, j, row, x0 + p])
                 yv = 0.0 if math.isnan(yv) else yv
-                q = px[i, p]
-                sy[i, p] += yv * wb[q, j, p]
-                sxy[i, p] += yv * xwb[q, j, p]
+                w = wt[px[i, p], ngroups, j] * invrn2[p]
+                xw = xv * w
+                sy[i, p] += yv * w
+                sxy[i, p] += yv * xw
 
 
 @njit
@@ -334,32 +352,30 @@ def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zfra
     # the lean path (see below) is not used for fitopt, which also needs the CR counts
     lean_ok = opt_mode == 0 and ngroups >= 2
     inv_gt = 1.0 / group_time
-    # the clean integrations of XB pixels are done first, together (_clean_block): XB
-    # float32 are two 64-byte lines of a data row, and the nints x ngroups lines of a
-    # block stay in L2 for the per-pixel pass that follows (which reads the flagged
-    # integrations' groups from data/gdq directly)
-    XB = 32
-    cl = np.zeros((nints, XB), dtype=np.bool_)
-    mr = np.zeros((nints, XB), dtype=np.float64)
-    px = np.zeros((nints, XB), dtype=np.int64)
-    sy_b = np.zeros((nints, XB), dtype=np.float64)
-    sxy_b = np.zeros((nints, XB), dtype=np.float64)
-    sw_b = np.zeros((6, XB), dtype=np.float64)
-    sx_b = np.zeros((6, XB), dtype=np.float64)
-    sxx_b = np.zeros((6, XB), dtype=np.float64)
-    lcb = np.empty((ngroups, XB), dtype=np.float64)
-    wb = np.zeros((6, ngroups, XB), dtype=np.float64)
-    xwb = np.zeros((6, ngroups, XB), dtype=np.float64)
+    # the clean integrations of a whole row are done first, together (_clean_block),
+    # reading each group's row as it is in memory; the per-pixel pass that follows reads
+    # the flagged integrations' groups from data/gdq directly. (Blocks of 32 pixels were
+    # slower: with a power-of-two frame size the nints x ngroups short pieces of a block
+    # alias in the caches and each block missed again.) The per-row arrays get +8 so
+    # their rows, read down a column (per pixel), do not alias either.
+    XB = nx
+    cl = np.zeros((nints, XB + 8), dtype=np.bool_)
+    mr = np.zeros((nints, XB + 8), dtype=np.float64)
+    px = np.zeros((nints, XB + 8), dtype=np.int64)
+    sy_b = np.zeros((nints, XB + 8), dtype=np.float64)
+    sxy_b = np.zeros((nints, XB + 8), dtype=np.float64)
+    sw_b = np.zeros((6, XB + 8), dtype=np.float64)
+    sx_b = np.zeros((6, XB + 8), dtype=np.float64)
+    sxx_b = np.zeros((6, XB + 8), dtype=np.float64)
+    lcb = np.empty((ngroups, XB + 8), dtype=np.float64)
+    invrn2_b = np.empty(XB, dtype=np.float64)
     for y in range(y0, y1):
         maxseg = 0
         maxcr = 0
         row = row0 + y
+        _clean_block(data, gdq, row, 0, nx, rnoise, gain, y, group_time, inv_gt, wt, lean_ok,
+                     cl, mr, px, sy_b, sxy_b, sw_b, sx_b, sxx_b, lcb, invrn2_b, buf, tmp)
         for x in range(nx):
-            xb = x % XB
-            if xb == 0:
-                _clean_block(data, gdq, row, x, min(nx, x + XB) - x, rnoise, gain, y,
-                             group_time, inv_gt, wt, lean_ok, cl, mr, px, sy_b, sxy_b,
-                             sw_b, sx_b, sxx_b, lcb, wb, xwb, buf, tmp)
             pix = np.int64(pdq[y, x])
             g = np.float64(gain[y, x])
             if g <= 0.0 or math.isnan(g):
@@ -391,7 +407,7 @@ def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zfra
                 # an integration without any DQ flag (most of them in real data): one
                 # segment of all groups, nothing to count; the values set here are those
                 # the general code below reaches for such a ramp
-                clean[i] = cl[i, xb]
+                clean[i] = cl[i, x]
                 if clean[i]:
                     cnt_good[i] = ngroups
                     if ngroups < 3:
@@ -470,7 +486,7 @@ def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zfra
                     elif iszf[i]:
                         mrate = d[i, 0] / frame_time
                     elif clean[i]:
-                        mrate = mr[i, xb]
+                        mrate = mr[i, x]
                     else:
                         for k in range(ngroups):
                             if q[i, k] & dnu:
@@ -556,12 +572,12 @@ def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zfra
                             sigyi = sigsl
                         elif clean[i]:
                             # the full-ramp fit's sums, from _clean_block
-                            pidx = px[i, xb]
-                            sw = sw_b[pidx, xb]
-                            sx = sx_b[pidx, xb]
-                            sxx = sxx_b[pidx, xb]
-                            sy = sy_b[i, xb]
-                            sxy = sxy_b[i, xb]
+                            pidx = px[i, x]
+                            sw = sw_b[pidx, x]
+                            sx = sx_b[pidx, x]
+                            sxx = sxx_b[pidx, x]
+                            sy = sy_b[i, x]
+                            sxy = sxy_b[i, x]
                             den2 = sw * sxx - sx * sx
                             num2 = sw * sxy - sx * sy
                             invden = _fdiv(1.0, den2)
