@@ -105,53 +105,45 @@ def _snr_power_index(snr):
 
 
 @njit
-def _median_clean(lc, ngroups, buf, tmp, rnv, pois, inv_gt):
-    """Median of the first differences of lc[:ngroups] (a ramp without DQ flags, in
-    DN/s), NaN differences left out, lc[0] if all are; the same value as the general
-    path's :func:`_median_nonan` of them.
+def _median_counted(dif, p, n, below, m, nnan, a, b, lc0, buf, tmp):
+    """Median of the first differences dif[:n, p] of a ramp without DQ flags (DN/s),
+    NaN differences left out, lc0 (its first value) if all are; the same value as the
+    general path's :func:`_median_nonan` of them.
 
     The median is an order statistic, so it can be selected among the values of a narrow
-    window once that is known to hold the middle rank(s): one branch-free pass (it also
-    makes the differences and counts NaNs) replaces most of a full quickselect. The
-    window is centred on the mean difference (the ramp's end points give it without a
-    sum) with a half width of 2 sigma / sqrt(n) (~2.6 standard deviations of median -
-    mean for normal noise), sigma^2 = rnv + |mean| * pois from read noise and Poisson
-    noise (per-pixel constants, DN^2). The window only has to be a guess: a missed one
-    (a cosmic ray shifts the mean, or the noise model is off) falls back to the full
-    selection, and NaN bounds (bad gain) miss.
+    window [a, b] once that is known to hold the middle rank(s). :func:`_clean_block`
+    makes the differences and, in one branch-free pass over a row of pixels, the counts
+    below (< a), m (in the window) and nnan (NaN); this replaces most of a full
+    quickselect. The window is centred on the mean difference (the ramp's end points give
+    it without a sum) with a half width of 2 sigma / sqrt(n) (~2.6 standard deviations
+    of median - mean for normal noise), sigma^2 = rnv + |mean| * pois from read noise and
+    Poisson noise (per-pixel constants, DN^2). The window only has to be a guess: a
+    missed one (a cosmic ray shifts the mean, or the noise model is off) falls back to
+    the full selection, and NaN bounds (bad gain) miss.
     """
-    n = ngroups - 1
-    inv_n = 1.0 / n
-    c = (lc[n] - lc[0]) * inv_n
-    half = 2.0 * math.sqrt((rnv + abs(c) * pois) * inv_n) * inv_gt
-    a = c - half
-    b = c + half
-    below = 0
-    m = 0
-    nnan = 0
-    for k in range(n):
-        v = lc[k + 1] - lc[k]
-        buf[k] = v
-        tmp[m] = v
-        below += v < a
-        m += (v >= a) & (v <= b)
-        nnan += math.isnan(v)
     if nnan > 0:
         nv = 0
         for k in range(n):
-            v = buf[k]
+            v = dif[k, p]
             if not math.isnan(v):
                 buf[nv] = v
                 nv += 1
-        if nv == 0 and not math.isnan(lc[0]):
-            buf[0] = lc[0]
+        if nv == 0 and not math.isnan(lc0):
+            buf[0] = lc0
             nv = 1
         return _median_nonan(buf, nv)
     h = n >> 1
     # ranks below..below+m-1 of the sorted differences are the window's values
     klo = h if n & 1 else h - 1
     if n <= 2 or below > klo or below + m <= h:
+        for k in range(n):
+            buf[k] = dif[k, p]
         return _median_nonan(buf, n)
+    mm = 0
+    for k in range(n):
+        v = dif[k, p]
+        tmp[mm] = v
+        mm += (v >= a) & (v <= b)
     t = h - below
     if m > 16:
         hi = _select_kth(tmp, m, t)
@@ -190,6 +182,141 @@ def _weight_table(ngroups):
 
 
 @njit
+def _clean_block(data, gdq, row, x0, nb, rnoise, gain, y, group_time, inv_gt, wt, lean_ok,
+                 cl, mr, px, sy, sxy, sw, sx, sxx, lcb, invrn2, buf, tmp):
+    """The clean integrations (no DQ flag in any group) of pixels x0 .. x0+nb-1 of fitted
+    row y (data row ``row``), all integrations at once: cl[i, p] whether integration i
+    of pixel x0+p is clean; for those mr[i, p], the median rate (:func:`_median_counted`),
+    and, with >= 3 groups, px[i, p] the weight power index and sy/sxy[i, p] the data
+    sums of the full-ramp fit, with sw/sx/sxx[q, p] its weight sums for power index q.
+
+    Every value is the one the per-pixel code computed (same float64 operations in the
+    same order per pixel); the loops only run over pixels innermost, reading a data row
+    as it is in memory (no transposition), so the divisions, differences, window counts
+    and group sums vectorise across pixels instead of being one latency-bound chain per
+    pixel.
+    """
+    nints, ngroups = data.shape[0], data.shape[1]
+    any_clean = False
+    acc = np.empty(nb, dtype=np.uint8)
+    for i in range(nints):
+        for p in range(nb):
+            cl[i, p] = False
+            acc[p] = 0
+        if not lean_ok:
+            continue
+        for k in range(ngroups):
+            for p in range(nb):
+                acc[p] |= gdq[i, k, row, x0 + p]
+        for p in range(nb):
+            cl[i, p] = acc[p] == 0
+            any_clean |= cl[i, p]
+    if not any_clean:
+        return
+    used = np.zeros(6, dtype=np.bool_)
+    # noise model of the clean-ramp median window (a guess: any value is safe)
+    # (numba raises on a float division by zero: bad gains get NaN, which misses)
+    rnv_b = np.full(nb, np.nan)
+    pois_b = np.full(nb, np.nan)
+    for p in range(nb):
+        g = np.float64(gain[y, x0 + p])
+        rn = np.float64(rnoise[y, x0 + p])
+        if g > 0.0:
+            rnv_b[p] = 2.0 * rn * rn / (g * g)
+            pois_b[p] = group_time / g
+    wa = np.empty(nb, dtype=np.float64)
+    wbh = np.empty(nb, dtype=np.float64)
+    n_below = np.empty(nb, dtype=np.int64)
+    n_in = np.empty(nb, dtype=np.int64)
+    n_nan = np.empty(nb, dtype=np.int64)
+    dif = np.empty((max(ngroups - 1, 1), nb + 8), dtype=np.float64)
+    if ngroups >= 3:
+        # power index of each clean full-ramp fit, as in _fit_rows' segment fit
+        for i in range(nints):
+            for p in range(nb):
+                px[i, p] = 0
+                if not cl[i, p]:
+                    continue
+                g = np.float64(gain[y, x0 + p])
+                rn = np.float64(rnoise[y, x0 + p])
+                dd = (np.float64(data[i, ngroups - 1, row, x0 + p])
+                      - np.float64(data[i, 0, row, x0 + p]))
+                den = rn * rn + dd * g
+                snr = 0.0
+                if not (den <= 0.0 or g == 0.0):
+                    sv = dd * g / math.sqrt(den)
+                    snr = 0.0 if sv < 0.0 else sv
+                q = _snr_power_index(snr)
+                px[i, p] = q
+                used[q] = True
+        # weights w = wt * 1/rn^2, x * w, and their sums, in the segment fit's order
+        for p in range(nb):
+            rn = np.float64(rnoise[y, x0 + p])
+            invrn2[p] = _fdiv(1.0, rn * rn)
+        for q in range(6):
+            if not used[q]:
+                continue
+            for p in range(nb):
+                sw[q, p] = 0.0
+                sx[q, p] = 0.0
+                sxx[q, p] = 0.0
+            for j in range(ngroups):
+                xv = float(j)
+                wq = wt[q, ngroups, j]
+                for p in range(nb):
+                    w = wq * invrn2[p]
+                    xw = xv * w
+                    sw[q, p] += w
+                    sx[q, p] += xw
+                    sxx[q, p] += xv * xw
+    for i in range(nints):
+        n_cl = 0
+        for p in range(nb):
+            n_cl += cl[i, p]
+        if n_cl == 0:
+            continue
+        for k in range(ngroups):
+            for p in range(nb):
+                lcb[k, p] = np.float64(data[i, k, row, x0 + p]) / group_time
+        # median rates: the window (see _median_counted) and the counts, pixel-inner
+        n = ngroups - 1
+        inv_n = 1.0 / n
+        for p in range(nb):
+            c = (lcb[n, p] - lcb[0, p]) * inv_n
+            half = 2.0 * math.sqrt((rnv_b[p] + abs(c) * pois_b[p]) * inv_n) * inv_gt
+            wa[p] = c - half
+            wbh[p] = c + half
+            n_below[p] = 0
+            n_in[p] = 0
+            n_nan[p] = 0
+        for k in range(n):
+            for p in range(nb):
+                v = lcb[k + 1, p] - lcb[k, p]
+                dif[k, p] = v
+                n_below[p] += v < wa[p]
+                n_in[p] += (v >= wa[p]) & (v <= wbh[p])
+                n_nan[p] += math.isnan(v)
+        for p in range(nb):
+            if cl[i, p]:
+                mr[i, p] = _median_counted(dif, p, n, n_below[p], n_in[p], n_nan[p], wa[p],
+                                           wbh[p], lcb[0, p], buf, tmp)
+        if ngroups < 3:
+            continue
+        for p in range(nb):
+            sy[i, p] = 0.0
+            sxy[i, p] = 0.0
+        for j in range(ngroups):
+            xv = float(j)
+            for p in range(nb):
+                yv = np.float64(data[i, j, row, x0 + p])
+                yv = 0.0 if math.isnan(yv) else yv
+                w = wt[px[i, p], ngroups, j] * invrn2[p]
+                xw = xv * w
+                sy[i, p] += yv * w
+                sxy[i, p] += yv * xw
+
+
+@njit
 def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zframe, use_chargeloss,
              clear_jump_g0, suppress1g, dnu, sat, jump, pers, ngval, chgloss,
              group_time, frame_time, one_group_time, wt,
@@ -221,29 +348,34 @@ def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zfra
     ivr = np.zeros(nints, dtype=np.float64)
     ierr = np.zeros(nints, dtype=np.float64)
     clean = np.zeros(nints, dtype=np.bool_)
-    lc = np.empty((nints, ngroups), dtype=np.float64)
     tmp = np.empty(ngroups + 1, dtype=np.float64)
     # the lean path (see below) is not used for fitopt, which also needs the CR counts
     lean_ok = opt_mode == 0 and ngroups >= 2
     inv_gt = 1.0 / group_time
-    # pixels are transposed to (pixel, int, group) XB at a time: XB float32 are two
-    # 64-byte lines of a data row, and a block stays in L2 (a whole row of a TSO
-    # cube, 512 x 50 x 45 groups, was 4.6 MB written and read back per row)
-    XB = 32
-    rowd = np.empty((XB, nints, ngroups), dtype=np.float32)
-    rowq = np.empty((XB, nints, ngroups), dtype=np.uint8)
+    # the clean integrations of a whole row are done first, together (_clean_block),
+    # reading each group's row as it is in memory; the per-pixel pass that follows reads
+    # the flagged integrations' groups from data/gdq directly. (Blocks of 32 pixels were
+    # slower: with a power-of-two frame size the nints x ngroups short pieces of a block
+    # alias in the caches and each block missed again.) The per-row arrays get +8 so
+    # their rows, read down a column (per pixel), do not alias either.
+    XB = nx
+    cl = np.zeros((nints, XB + 8), dtype=np.bool_)
+    mr = np.zeros((nints, XB + 8), dtype=np.float64)
+    px = np.zeros((nints, XB + 8), dtype=np.int64)
+    sy_b = np.zeros((nints, XB + 8), dtype=np.float64)
+    sxy_b = np.zeros((nints, XB + 8), dtype=np.float64)
+    sw_b = np.zeros((6, XB + 8), dtype=np.float64)
+    sx_b = np.zeros((6, XB + 8), dtype=np.float64)
+    sxx_b = np.zeros((6, XB + 8), dtype=np.float64)
+    lcb = np.empty((ngroups, XB + 8), dtype=np.float64)
+    invrn2_b = np.empty(XB, dtype=np.float64)
     for y in range(y0, y1):
         maxseg = 0
         maxcr = 0
+        row = row0 + y
+        _clean_block(data, gdq, row, 0, nx, rnoise, gain, y, group_time, inv_gt, wt, lean_ok,
+                     cl, mr, px, sy_b, sxy_b, sw_b, sx_b, sxx_b, lcb, invrn2_b, buf, tmp)
         for x in range(nx):
-            xb = x % XB
-            if xb == 0:
-                x1 = min(nx, x + XB)
-                for i in range(nints):
-                    for k in range(ngroups):
-                        for xx in range(x, x1):
-                            rowd[xx - x, i, k] = data[i, k, row0 + y, xx]
-                            rowq[xx - x, i, k] = gdq[i, k, row0 + y, xx]
             pix = np.int64(pdq[y, x])
             g = np.float64(gain[y, x])
             if g <= 0.0 or math.isnan(g):
@@ -252,13 +384,6 @@ def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zfra
             dc = np.float64(dark[y, x])
             # per-pixel constants of the segment fits (one full segment in clean ramps)
             invrn2 = _fdiv(1.0, rn * rn)
-            # noise model of the clean-ramp median window (a guess: any value is safe)
-            # (numba raises on a float division by zero: bad gains get NaN, which misses)
-            rnv = np.nan
-            pois = np.nan
-            if g > 0.0:
-                rnv = 2.0 * rn * rn / (g * g)
-                pois = group_time / g
             vr_full = _rnoise_var(rn, g, group_time, ngroups, True)
             rate_dq = pix
             acc_slope = 0.0
@@ -282,21 +407,17 @@ def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zfra
                 # an integration without any DQ flag (most of them in real data): one
                 # segment of all groups, nothing to count; the values set here are those
                 # the general code below reaches for such a ramp
-                anyq = 0
-                for k in range(ngroups):
-                    anyq |= rowq[xb, i, k]
-                clean[i] = lean_ok and anyq == 0
+                clean[i] = cl[i, x]
                 if clean[i]:
                     cnt_good[i] = ngroups
-                    # branch-free, so the divisions vectorise; same values as loc below
-                    for k in range(ngroups):
-                        dk = np.float64(rowd[xb, i, k])
-                        d[i, k] = dk
-                        lc[i, k] = dk / group_time
+                    if ngroups < 3:
+                        # the 2-group fit below reads d (longer ramps have their sums)
+                        for k in range(ngroups):
+                            d[i, k] = np.float64(data[i, k, row, x])
                     continue
                 ngood_np = 0
                 for k in range(ngroups):
-                    v = np.int64(rowq[xb, i, k])
+                    v = np.int64(gdq[i, k, row, x])
                     q[i, k] = v
                     if (v & ~pers) == 0:
                         ngood_np += 1
@@ -322,7 +443,7 @@ def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zfra
                         d[i, k] = np.nan
                         cnt_sat[i] += 1
                     else:
-                        d[i, k] = np.float64(rowd[xb, i, k])
+                        d[i, k] = np.float64(data[i, k, row, x])
                 if opt_mode > 0:
                     ncr = 0
                     for k in range(1, ngroups):
@@ -365,7 +486,7 @@ def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zfra
                     elif iszf[i]:
                         mrate = d[i, 0] / frame_time
                     elif clean[i]:
-                        mrate = _median_clean(lc[i], ngroups, buf, tmp, rnv, pois, inv_gt)
+                        mrate = mr[i, x]
                     else:
                         for k in range(ngroups):
                             if q[i, k] & dnu:
@@ -449,6 +570,23 @@ def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zfra
                             sec = st + 1.0
                             yint = d[i, st + 1] * (1.0 - sec) + d[i, st] * sec
                             sigyi = sigsl
+                        elif clean[i]:
+                            # the full-ramp fit's sums, from _clean_block
+                            pidx = px[i, x]
+                            sw = sw_b[pidx, x]
+                            sx = sx_b[pidx, x]
+                            sxx = sxx_b[pidx, x]
+                            sy = sy_b[i, x]
+                            sxy = sxy_b[i, x]
+                            den2 = sw * sxx - sx * sx
+                            num2 = sw * sxy - sx * sy
+                            invden = _fdiv(1.0, den2)
+                            slope = num2 * invden / group_time
+                            sigsl = 0.0
+                            yint = 0.0
+                            sigyi = 0.0
+                            pden = group_time * g * (ln - 1.0)
+                            vr = vr_full
                         else:
                             dd = d[i, st + ln - 1] - d[i, st]
                             den = rn * rn + dd * g
@@ -605,7 +743,7 @@ def _fit_rows(y0, y1, data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zfra
                         continue
                     is_cl = True
                     for k in range(ngroups):
-                        v = np.int64(rowq[xb, i, k])
+                        v = np.int64(gdq[i, k, row, x])
                         if v & chgloss:
                             v ^= dnu | chgloss
                         oq[k] = v
@@ -665,9 +803,10 @@ def _ols_fit(data, gdq, row0, pdq, rnoise, gain, dark, zframe, use_zframe, use_c
     ramps start at that row of data and gdq (a row block read with halo rows), every
     other array holds the fitted rows alone.
     """
+    # many small row blocks: threads that finish early (or share a core) take more
     run_row_blocks(_fit_rows, pdq.shape[0], data, gdq, row0, pdq, rnoise, gain, dark, zframe,
                    use_zframe, use_chargeloss, clear_jump_g0, suppress1g, dnu, sat, jump, pers,
                    ngval, chgloss, group_time, frame_time, one_group_time, wt,
                    r_slope, r_dq, r_vp, r_vr, r_err, i_slope, i_dq, i_vp, i_vr, i_err,
                    opt_mode, ped_tmp, o_maxseg, o_maxcr, o_slope, o_sigslope, o_yint,
-                   o_sigyint, o_weights, o_vp, o_vr, o_ped, o_crmag)
+                   o_sigyint, o_weights, o_vp, o_vr, o_ped, o_crmag, blocks_per_thread=16)
