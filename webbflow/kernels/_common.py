@@ -200,14 +200,14 @@ def run_row_blocks(kernel, ny, *args, blocks_per_thread=4):
     For big per-row kernels compiled serially with ``nogil=True``: this replaces a
     ``parallel=True`` wrapper, whose compilation (LLVM re-optimising the inlined row
     body) cost as much as the kernel itself. Rows must be independent. The thread count
-    is numba's (``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``).
+    is numba's (``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``). Returns the kernel's
+    results, one per block in row order.
     """
     import numba
 
     nthreads = max(1, min(numba.get_num_threads(), ny))
     if nthreads == 1 or ny < 2:
-        kernel(0, ny, *args)
-        return
+        return [kernel(0, ny, *args)]
     from concurrent.futures import ThreadPoolExecutor
 
     nblocks = min(ny, nthreads * blocks_per_thread)
@@ -215,8 +215,7 @@ def run_row_blocks(kernel, ny, *args, blocks_per_thread=4):
     with ThreadPoolExecutor(max_workers=nthreads) as pool:
         futures = [pool.submit(kernel, edges[b], edges[b + 1], *args)
                    for b in range(nblocks) if edges[b + 1] > edges[b]]
-        for f in futures:
-            f.result()
+        return [f.result() for f in futures]
 
 
 # numpy's pairwise summation, bit for bit: means and sums that must equal numpy's

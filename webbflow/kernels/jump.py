@@ -271,6 +271,7 @@ def _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, vr, dt, nfin, vmin,
     """
     nints, ngroups, ny, nx = data.shape
     nd = ngroups - 1
+    nall = nints * nd
     nanf = np.float32(np.nan)
     inf = np.float32(np.inf)
     jump = np.uint8(jump)
@@ -289,23 +290,36 @@ def _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, vr, dt, nfin, vmin,
             prev[x] = nanf if q & dnu_sat else np.float32(data[i, 0, y, x] * g32[x])
         for k in range(1, ngroups):
             col = i * nd + k - 1
+            vs = vr[col % 16]
             for x in range(nx):
                 q = gdq[i, k, y, x]
                 cur = nanf if q & dnu_sat else np.float32(data[i, k, y, x] * g32[x])
-                vr[x] = np.float32(cur - prev[x])
+                vs[x] = np.float32(cur - prev[x])
                 prev[x] = cur
             for x in range(nx):
                 nlater[x] += np.int32((gdq[i, k, y, x] & jump) != 0)
             for x in range(nx):
-                v = vr[x]
+                v = vs[x]
                 nfin[x] += np.int32(v == v)
                 fin = abs(v) < inf
                 lo = v if fin else inf
                 hi = v if fin else -inf
                 vmin[x] = lo if lo < vmin[x] else vmin[x]
                 vmax[x] = hi if hi > vmax[x] else vmax[x]
-            for x in range(nx):
-                dt[x, col] = vr[x]
+            # the differences are staged nst columns at a time and written out as
+            # runs of nst consecutive values per pixel: one 4-byte store per pixel per
+            # column, spread over a row's worth of cache lines, cost as much as the
+            # differences themselves
+            if col % 16 == 15:
+                c0 = col - 15
+                for x in range(nx):
+                    for j in range(16):
+                        dt[x, c0 + j] = vr[j, x]
+            elif col == nall - 1:
+                c0 = col - col % 16
+                for x in range(nx):
+                    for j in range(col - c0 + 1):
+                        dt[x, c0 + j] = vr[j, x]
     for x in range(nx):
         njump[x] += nlater[x]
 
@@ -424,9 +438,21 @@ def _flag(gdq, i, g, y, x, jump):
 
 
 @njit
+def _push_source(srcs, n, i, g, y, x, ngroups, ny, nx):
+    """Append the flat index of (i, g, y, x) to srcs[:n], growing it; (srcs, n + 1)."""
+    if n == srcs.shape[0]:
+        grown = np.empty(2 * n, dtype=np.int64)
+        grown[:n] = srcs
+        srcs = grown
+    srcs[n] = ((i * ngroups + g) * ny + y) * nx + x
+    return srcs, n + 1
+
+
+@njit
 def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
-                flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src, all_medians):
-    """Detection for rows y0 .. y1-1 (serial, nogil; see :func:`_detect`)."""
+                flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, all_medians):
+    """Detection for rows y0 .. y1-1 (serial, nogil; see :func:`_detect`). Returns the
+    flat cube indices of the neighbour-flagging sources found in these rows."""
     nints, ngroups, ny, nx = data.shape
     nd = ngroups - 1
     nall = nints * nd
@@ -444,12 +470,14 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
     dt = np.empty((nx, nall), dtype=np.float32)
     g32 = np.empty(nx, dtype=np.float32)
     prev = np.empty(nx, dtype=np.float32)
-    vr = np.empty(nx, dtype=np.float32)
+    vr = np.empty((16, nx), dtype=np.float32)   # _row_diffs staging block
     nfin = np.empty(nx, dtype=np.int32)
     vmn = np.empty(nx, dtype=np.float32)
     vmx = np.empty(nx, dtype=np.float32)
     njump = np.empty(nx, dtype=np.int32)
     nlater = np.empty(nx, dtype=np.int32)
+    srcs = np.empty(1024, dtype=np.int64)
+    nsrc = 0
     for y in range(y0, y1):
         _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, vr, dt, nfin, vmn, vmx, njump,
                    nlater)
@@ -501,7 +529,8 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                             # the detection ratio against (rmin, rmax)
                             if flag_nbrs and r < rmax and r > rmin and \
                                     (flagged or (had_jump and gdq[i, k + 1, y, x] & jump)):
-                                src[i, k + 1, y, x] = 1
+                                srcs, nsrc = _push_source(srcs, nsrc, i, k + 1, y, x, ngroups,
+                                                          ny, nx)
                 continue
             # the iterative search's first pass, when it flags nothing, needs neither
             # the differences as float64 nor the signed median (quiet pixels are most)
@@ -619,36 +648,42 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                                          mode == MODE_SIGMA_CLIP or big)
                 med_out[y, x] = med
                 sig_out[y, x] = sig
-            # src is zero-initialised: only pixels with a jump (new or pre-existing)
-            # can be sources
+            # only pixels with a jump (new or pre-existing) can be sources
             if flag_nbrs and (newj or had_jump):
                 for i in range(nints):
                     for k in range(nd):
                         if gdq[i, k + 1, y, x] & jump:
                             r = abs(d[i, k] - med) / sig
                             if r < rmax and r > rmin:
-                                src[i, k + 1, y, x] = 1
+                                srcs, nsrc = _push_source(srcs, nsrc, i, k + 1, y, x, ngroups,
+                                                          ny, nx)
         ncr_rows[y] = cnt
+    return srcs[:nsrc]
 
 
 def _detect(data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
-            flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src, all_medians=True):
+            flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, all_medians=True):
     """Two-point-difference detection; sets JUMP_DET in gdq (later group of a pair).
 
     rn2 : float32 (ny, nx), (read noise in e-)**2.  nframes : read-noise divisor
     (0.5 * n_reads_groupdiff). mode : MODE_*. rej/thr3/thr2 : thresholds for >=4, 3
     and 2 usable differences. Writes the signed nan-median difference and sigma
-    (float64) used later for neighbour and after-jump flagging, and, if flag_nbrs, the
-    neighbour-flagging sources (see :func:`_neighbor_sources`) into src, which must be
-    zero on entry (only sources are written). all_medians=False (sigma-clip mode, and
+    (float64) used later for neighbour and after-jump flagging, and returns the
+    neighbour-flagging sources (see :func:`_neighbor_sources`) as int64 flat indices
+    into the cube (empty unless flag_nbrs; in no particular order): sources are sparse
+    (cosmic-ray hits), and a cube-sized byte mask of them cost a cube of page faults and
+    a full scan. all_medians=False (sigma-clip mode, and
     iterative mode with at most 24 usable differences): the median and sigma are
     computed only for pixels with a jump after detection, NaN elsewhere (enough when
     nothing later flags new pixels and then reads them); single-pass detection needs
     them everywhere.
     """
-    run_row_blocks(_detect_rows, data.shape[2], data, gdq, gain, rn2, nframes, dnu, sat, jump,
-                   mode, rej, thr3, thr2, flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src,
-                   all_medians)
+    # many small blocks: the threads share cores with other work, and a slowed thread
+    # then holds up the end by at most one small block
+    parts = run_row_blocks(_detect_rows, data.shape[2], data, gdq, gain, rn2, nframes, dnu, sat,
+                           jump, mode, rej, thr3, thr2, flag_nbrs, rmin, rmax, med_out, sig_out,
+                           ncr_rows, all_medians, blocks_per_thread=16)
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
 @njit(parallel=True)
@@ -722,6 +757,33 @@ def _apply_neighbors(gdq, src, dnu, sat, jump):
                 _flag_unless(gdq, i, k, y, x - 1, dnu_sat, jump)
             if x < nx - 1:
                 _flag_unless(gdq, i, k, y, x + 1, dnu_sat, jump)
+
+
+@njit
+def _apply_neighbor_list(gdq, srcs, dnu, sat, jump):
+    """:func:`_apply_neighbors` for sources given as flat cube indices (any order,
+    repeats allowed: each write only adds JUMP_DET under a test of DO_NOT_USE/SATURATED,
+    which no write changes, so the order does not matter)."""
+    nints, ngroups, ny, nx = gdq.shape
+    dnu_sat = dnu | sat
+    plane = ny * nx
+    for j in range(srcs.shape[0]):
+        jf = srcs[j]
+        ik = jf // plane
+        r = jf - ik * plane
+        i = ik // ngroups
+        k = ik - i * ngroups
+        y = r // nx
+        x = r - y * nx
+        _flag_unless(gdq, i, k, y, x, dnu_sat, jump)
+        if y > 0:
+            _flag_unless(gdq, i, k, y - 1, x, dnu_sat, jump)
+        if y < ny - 1:
+            _flag_unless(gdq, i, k, y + 1, x, dnu_sat, jump)
+        if x > 0:
+            _flag_unless(gdq, i, k, y, x - 1, dnu_sat, jump)
+        if x < nx - 1:
+            _flag_unless(gdq, i, k, y, x + 1, dnu_sat, jump)
 
 
 @njit(parallel=True)
