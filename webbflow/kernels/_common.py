@@ -194,29 +194,33 @@ def _any_flag(a, flag):
     return False
 
 
-def run_row_blocks(kernel, ny, *args, blocks_per_thread=4):
+def run_row_blocks(kernel, ny, *args, blocks_per_thread=4, max_rows=None):
     """Call ``kernel(y0, y1, *args)`` on row blocks covering range(ny), in threads.
 
     For big per-row kernels compiled serially with ``nogil=True``: this replaces a
     ``parallel=True`` wrapper, whose compilation (LLVM re-optimising the inlined row
     body) cost as much as the kernel itself. Rows must be independent. The thread count
-    is numba's (``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``).
+    is numba's (``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``). ``max_rows``: no
+    block has more rows (also with one thread). Returns the kernel's results, one per
+    block in row order.
     """
     import numba
 
     nthreads = max(1, min(numba.get_num_threads(), ny))
-    if nthreads == 1 or ny < 2:
-        kernel(0, ny, *args)
-        return
+    if max_rows is None and (nthreads == 1 or ny < 2):
+        return [kernel(0, ny, *args)]
+    nblocks = 1 if nthreads == 1 else min(ny, nthreads * blocks_per_thread)
+    if max_rows is not None:
+        nblocks = max(nblocks, -(-ny // max_rows))
+    edges = [ny * b // nblocks for b in range(nblocks + 1)]
+    blocks = [(edges[b], edges[b + 1]) for b in range(nblocks) if edges[b + 1] > edges[b]]
+    if nthreads == 1:
+        return [kernel(y0, y1, *args) for y0, y1 in blocks]
     from concurrent.futures import ThreadPoolExecutor
 
-    nblocks = min(ny, nthreads * blocks_per_thread)
-    edges = [ny * b // nblocks for b in range(nblocks + 1)]
     with ThreadPoolExecutor(max_workers=nthreads) as pool:
-        futures = [pool.submit(kernel, edges[b], edges[b + 1], *args)
-                   for b in range(nblocks) if edges[b + 1] > edges[b]]
-        for f in futures:
-            f.result()
+        futures = [pool.submit(kernel, y0, y1, *args) for y0, y1 in blocks]
+        return [f.result() for f in futures]
 
 
 # numpy's pairwise summation, bit for bit: means and sums that must equal numpy's

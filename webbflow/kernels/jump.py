@@ -22,6 +22,9 @@ MODE_ITERATIVE = 0
 MODE_SINGLE_PASS = 1
 MODE_SIGMA_CLIP = 2
 
+# most groups one _detect_rows call reserves (virtual) room for as sources: 256 MB
+_SOURCE_ROOM = 1 << 25
+
 
 @njit
 def _median_of(buf, n, tmp):
@@ -267,10 +270,12 @@ def _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, vr, dt, nfin, vmin,
     differences, vmin/vmax (float32) the smallest and largest finite one, njump the
     groups already flagged JUMP_DET (group 0 included, as the cosmic-ray count), nlater
     those of groups 1... Each step is its own loop over the row with few arrays, so that
-    the compiler vectorises it (one loop touching all of them did not).
+    the compiler vectorises it (one loop touching all of them did not). vr: (16, nx)
+    float32 scratch, the staging block of the pixel-major write.
     """
     nints, ngroups, ny, nx = data.shape
     nd = ngroups - 1
+    nall = nints * nd
     nanf = np.float32(np.nan)
     inf = np.float32(np.inf)
     jump = np.uint8(jump)
@@ -289,23 +294,35 @@ def _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, vr, dt, nfin, vmin,
             prev[x] = nanf if q & dnu_sat else np.float32(data[i, 0, y, x] * g32[x])
         for k in range(1, ngroups):
             col = i * nd + k - 1
+            vs = vr[col % 16]
             for x in range(nx):
                 q = gdq[i, k, y, x]
                 cur = nanf if q & dnu_sat else np.float32(data[i, k, y, x] * g32[x])
-                vr[x] = np.float32(cur - prev[x])
+                vs[x] = np.float32(cur - prev[x])
                 prev[x] = cur
             for x in range(nx):
                 nlater[x] += np.int32((gdq[i, k, y, x] & jump) != 0)
             for x in range(nx):
-                v = vr[x]
+                v = vs[x]
                 nfin[x] += np.int32(v == v)
                 fin = abs(v) < inf
                 lo = v if fin else inf
                 hi = v if fin else -inf
                 vmin[x] = lo if lo < vmin[x] else vmin[x]
                 vmax[x] = hi if hi > vmax[x] else vmax[x]
-            for x in range(nx):
-                dt[x, col] = vr[x]
+            # the differences are staged 16 columns at a time (vr: (16, nx)) and
+            # written out as runs of 16 consecutive values per pixel, rather than one
+            # 4-byte store per pixel per column spread over a row's worth of lines
+            if col % 16 == 15:
+                c0 = col - 15
+                for x in range(nx):
+                    for j in range(16):
+                        dt[x, c0 + j] = vr[j, x]
+            elif col == nall - 1:
+                c0 = col - col % 16
+                for x in range(nx):
+                    for j in range(col - c0 + 1):
+                        dt[x, c0 + j] = vr[j, x]
     for x in range(nx):
         njump[x] += nlater[x]
 
@@ -339,33 +356,69 @@ def _median_copysel(src, n, s):
     c = -1
     m = n
     if n > 256:
-        # bracket the middle between two order statistics of a sample of 32 and keep
-        # only the values inside (one pass, one store each); this holds the middle for
-        # all but a few % of pixels, and the full range is searched otherwise
+        # bracket the middle by order statistics of a sample of 32: the sample is
+        # sorted by branch-free ranks, one vectorised pass counts the values below each
+        # of the sample's ranks 8, 10, .. 24, and only the values between the two
+        # adjacent ones that hold the middle ranks (about 1/16 of n) are copied out.
+        # Exact whatever the sample: the counts decide which values are kept, and the
+        # full range is searched when the middle is outside ranks 8 .. 24 (rare)
         smp = s[1]
+        srt = s[2]
         st = n // 32
         for j in range(32):
-            v = src[j * st]
-            q = j - 1
-            while q >= 0 and smp[q] > v:
-                smp[q + 1] = smp[q]
-                q -= 1
-            smp[q + 1] = v
-        blo = smp[10]
-        bhi = smp[21]
-        la = s[0]
-        nl = 0
-        nb = 0
+            smp[j] = src[j * st]
+        for j in range(32):
+            a = smp[j]
+            r = np.int32(0)
+            for q in range(j):
+                r += np.int32(smp[q] <= a)
+            for q in range(j + 1, 32):
+                r += np.int32(smp[q] < a)
+            srt[r] = a
+        t0 = srt[8]
+        t1 = srt[10]
+        t2 = srt[12]
+        t3 = srt[14]
+        t4 = srt[16]
+        t5 = srt[18]
+        t6 = srt[20]
+        t7 = srt[22]
+        t8 = srt[24]
+        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = c8 = np.int32(0)
         for j in range(n):
             v = src[j]
-            la[nb] = v
-            nl += v < blo
-            nb += (v >= blo) & (v <= bhi)
-        if nl <= k and k + two < nl + nb:
+            c0 += np.int32(v < t0)
+            c1 += np.int32(v < t1)
+            c2 += np.int32(v < t2)
+            c3 += np.int32(v < t3)
+            c4 += np.int32(v < t4)
+            c5 += np.int32(v < t5)
+            c6 += np.int32(v < t6)
+            c7 += np.int32(v < t7)
+            c8 += np.int32(v < t8)
+        kk = k + two                # rank of the upper middle value
+        cs = (c0, c1, c2, c3, c4, c5, c6, c7, c8)
+        ts = (t0, t1, t2, t3, t4, t5, t6, t7, t8)
+        ja = -1                     # last threshold with at most k values below it
+        jb = -1                     # first threshold with more than kk values below it
+        for j in range(9):
+            if cs[j] <= k:
+                ja = j
+            if jb < 0 and cs[j] > kk:
+                jb = j
+        if ja >= 0 and jb >= 0:
+            blo = ts[ja]
+            bhi = ts[jb]
+            la = s[0]
+            nb = 0
+            for j in range(n):
+                v = src[j]
+                la[nb] = v
+                nb += (v >= blo) & (v < bhi)
             cur = la
             c = 0
             m = nb
-            k -= nl
+            k -= cs[ja]
     while m > 16:
         if m > 128:
             t = m >> 3
@@ -425,8 +478,9 @@ def _flag(gdq, i, g, y, x, jump):
 
 @njit
 def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
-                flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src, all_medians):
-    """Detection for rows y0 .. y1-1 (serial, nogil; see :func:`_detect`)."""
+                flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, all_medians):
+    """Detection for rows y0 .. y1-1 (serial, nogil; see :func:`_detect`). Returns the
+    flat cube indices of the neighbour-flagging sources found in these rows."""
     nints, ngroups, ny, nx = data.shape
     nd = ngroups - 1
     nall = nints * nd
@@ -444,12 +498,17 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
     dt = np.empty((nx, nall), dtype=np.float32)
     g32 = np.empty(nx, dtype=np.float32)
     prev = np.empty(nx, dtype=np.float32)
-    vr = np.empty(nx, dtype=np.float32)
+    vr = np.empty((16, nx), dtype=np.float32)   # _row_diffs staging block
     nfin = np.empty(nx, dtype=np.int32)
     vmn = np.empty(nx, dtype=np.float32)
     vmx = np.empty(nx, dtype=np.float32)
     njump = np.empty(nx, dtype=np.int32)
     nlater = np.empty(nx, dtype=np.int32)
+    # sources: flat cube indices, room for every group of the block (virtual memory:
+    # only the pages written are ever touched; _detect keeps blocks small enough). A
+    # buffer grown (reassigned) inside the loops slowed the whole detection by 4-20%
+    srcs = np.empty(nall * nx * (y1 - y0), dtype=np.int64)
+    nsrc = 0
     for y in range(y0, y1):
         _row_diffs(data, gdq, gain, y, dnu_sat, jump, g32, prev, vr, dt, nfin, vmn, vmx, njump,
                    nlater)
@@ -501,7 +560,8 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                             # the detection ratio against (rmin, rmax)
                             if flag_nbrs and r < rmax and r > rmin and \
                                     (flagged or (had_jump and gdq[i, k + 1, y, x] & jump)):
-                                src[i, k + 1, y, x] = 1
+                                srcs[nsrc] = ((i * ngroups + k + 1) * ny + y) * nx + x
+                                nsrc += 1
                 continue
             # the iterative search's first pass, when it flags nothing, needs neither
             # the differences as float64 nor the signed median (quiet pixels are most)
@@ -619,36 +679,46 @@ def _detect_rows(y0, y1, data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, re
                                          mode == MODE_SIGMA_CLIP or big)
                 med_out[y, x] = med
                 sig_out[y, x] = sig
-            # src is zero-initialised: only pixels with a jump (new or pre-existing)
-            # can be sources
+            # only pixels with a jump (new or pre-existing) can be sources
             if flag_nbrs and (newj or had_jump):
                 for i in range(nints):
                     for k in range(nd):
                         if gdq[i, k + 1, y, x] & jump:
                             r = abs(d[i, k] - med) / sig
                             if r < rmax and r > rmin:
-                                src[i, k + 1, y, x] = 1
+                                srcs[nsrc] = ((i * ngroups + k + 1) * ny + y) * nx + x
+                                nsrc += 1
         ncr_rows[y] = cnt
+    return srcs[:nsrc].copy()       # not the (mostly untouched) whole buffer
 
 
 def _detect(data, gdq, gain, rn2, nframes, dnu, sat, jump, mode, rej, thr3, thr2,
-            flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src, all_medians=True):
+            flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, all_medians=True):
     """Two-point-difference detection; sets JUMP_DET in gdq (later group of a pair).
 
     rn2 : float32 (ny, nx), (read noise in e-)**2.  nframes : read-noise divisor
     (0.5 * n_reads_groupdiff). mode : MODE_*. rej/thr3/thr2 : thresholds for >=4, 3
     and 2 usable differences. Writes the signed nan-median difference and sigma
-    (float64) used later for neighbour and after-jump flagging, and, if flag_nbrs, the
-    neighbour-flagging sources (see :func:`_neighbor_sources`) into src, which must be
-    zero on entry (only sources are written). all_medians=False (sigma-clip mode, and
+    (float64) used later for neighbour and after-jump flagging, and returns the
+    neighbour-flagging sources (see :func:`_neighbor_sources`) as int64 flat indices
+    into the cube (empty unless flag_nbrs; in no particular order): sources are sparse
+    (cosmic-ray hits), and a cube-sized byte mask of them cost a cube of page faults and
+    a full scan. all_medians=False (sigma-clip mode, and
     iterative mode with at most 24 usable differences): the median and sigma are
     computed only for pixels with a jump after detection, NaN elsewhere (enough when
     nothing later flags new pixels and then reads them); single-pass detection needs
     them everywhere.
     """
-    run_row_blocks(_detect_rows, data.shape[2], data, gdq, gain, rn2, nframes, dnu, sat, jump,
-                   mode, rej, thr3, thr2, flag_nbrs, rmin, rmax, med_out, sig_out, ncr_rows, src,
-                   all_medians)
+    # many small blocks: the threads share cores with other work, and a slowed thread
+    # then holds up the end by at most one small block; and at most _SOURCE_ROOM groups
+    # a block (the room _detect_rows reserves for its sources)
+    nints, ngroups, ny, nx = data.shape
+    row_groups = nints * (ngroups - 1) * nx
+    parts = run_row_blocks(_detect_rows, ny, data, gdq, gain, rn2, nframes, dnu, sat,
+                           jump, mode, rej, thr3, thr2, flag_nbrs, rmin, rmax, med_out, sig_out,
+                           ncr_rows, all_medians, blocks_per_thread=16,
+                           max_rows=max(1, _SOURCE_ROOM // max(1, row_groups)))
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
 @njit(parallel=True)
@@ -722,6 +792,33 @@ def _apply_neighbors(gdq, src, dnu, sat, jump):
                 _flag_unless(gdq, i, k, y, x - 1, dnu_sat, jump)
             if x < nx - 1:
                 _flag_unless(gdq, i, k, y, x + 1, dnu_sat, jump)
+
+
+@njit
+def _apply_neighbor_list(gdq, srcs, dnu, sat, jump):
+    """:func:`_apply_neighbors` for sources given as flat cube indices (any order,
+    repeats allowed: each write only adds JUMP_DET under a test of DO_NOT_USE/SATURATED,
+    which no write changes, so the order does not matter)."""
+    nints, ngroups, ny, nx = gdq.shape
+    dnu_sat = dnu | sat
+    plane = ny * nx
+    for j in range(srcs.shape[0]):
+        jf = srcs[j]
+        ik = jf // plane
+        r = jf - ik * plane
+        i = ik // ngroups
+        k = ik - i * ngroups
+        y = r // nx
+        x = r - y * nx
+        _flag_unless(gdq, i, k, y, x, dnu_sat, jump)
+        if y > 0:
+            _flag_unless(gdq, i, k, y - 1, x, dnu_sat, jump)
+        if y < ny - 1:
+            _flag_unless(gdq, i, k, y + 1, x, dnu_sat, jump)
+        if x > 0:
+            _flag_unless(gdq, i, k, y, x - 1, dnu_sat, jump)
+        if x < nx - 1:
+            _flag_unless(gdq, i, k, y, x + 1, dnu_sat, jump)
 
 
 @njit(parallel=True)

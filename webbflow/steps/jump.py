@@ -36,6 +36,7 @@ from webbflow.kernels.jump import (
     MODE_SIGMA_CLIP,
     MODE_SINGLE_PASS,
     _after_jump,
+    _apply_neighbor_list,
     _apply_neighbors,
     _cleanup,
     _detect,
@@ -157,15 +158,14 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
         ncr_rows = np.zeros(ny, np.int64)
         rmin = float(min_jump_to_flag_neighbors)
         rmax = float(max_jump_to_flag_neighbors)
-        src = np.zeros_like(gdq) if flag_4_neighbors else np.zeros((1, 1, 1, 1), np.uint8)
         n1 = int(after_jump_flag_time1 // group_time)
         n2 = int(after_jump_flag_time2 // group_time)
         after = n1 > 0 or n2 > 0
         # after-jump flagging reads the median of pixels flagged as neighbours too
-        _detect(data, gdq, gain, rn2, float(nframes), dnu, sat, jump, mode,
-                float(rejection_threshold), float(four_group_rejection_threshold),
-                float(three_group_rejection_threshold), bool(flag_4_neighbors), rmin, rmax,
-                med, sig, ncr_rows, src, after)
+        srcs = _detect(data, gdq, gain, rn2, float(nframes), dnu, sat, jump, mode,
+                       float(rejection_threshold), float(four_group_rejection_threshold),
+                       float(three_group_rejection_threshold), bool(flag_4_neighbors), rmin,
+                       rmax, med, sig, ncr_rows, after)
         num_primary = int(ncr_rows.sum() if interior is None
                           else ncr_rows[interior[0]:interior[1]].sum())
         if mode == MODE_SIGMA_CLIP and interior is not None:
@@ -182,10 +182,14 @@ def detect_jumps(data, gdq, pdq, gain, readnoise, dqflags, *, nframes, group_tim
             if changed:
                 num_primary = int(np.count_nonzero(gdq & np.uint8(jump)))
                 if flag_4_neighbors:  # sources must see the cleared planes
+                    src = np.empty_like(gdq)     # every element is written
                     _neighbor_sources(data, gdq, gain, med, sig, dnu, sat, jump, rmin, rmax, src)
-        if flag_4_neighbors:
-            _apply_neighbors(gdq, src, dnu, sat, jump)
-        del src
+                    _apply_neighbors(gdq, src, dnu, sat, jump)
+                    del src
+                    srcs = None
+        if flag_4_neighbors and srcs is not None:
+            _apply_neighbor_list(gdq, srcs, dnu, sat, jump)
+        del srcs
         if after:
             gmed = float(np.nanmedian(gain)) if gain_median is None else float(gain_median)
             _after_jump(data, gdq, gain, med, dnu, sat, jump,
