@@ -759,12 +759,10 @@ def _apply_neighbors(gdq, src, dnu, sat, jump):
     scan reads src 8 bytes at a time and looks at the bytes of non-zero words only (a
     byte loop with a branch per byte cost ~10x the memory time).
     """
-    nints, ngroups, ny, nx = gdq.shape
     dnu_sat = dnu | sat
     flat = src.reshape(-1)
     nw = flat.shape[0] // 8
     words = flat[:nw * 8].view(np.uint64)
-    plane = ny * nx
     for w in range(nw + 1):
         if w < nw:
             if words[w] == 0:
@@ -777,21 +775,30 @@ def _apply_neighbors(gdq, src, dnu, sat, jump):
         for jf in range(j0, j1):
             if flat[jf] == 0:
                 continue
-            ik = jf // plane
-            r = jf - ik * plane
-            i = ik // ngroups
-            k = ik - i * ngroups
-            y = r // nx
-            x = r - y * nx
-            _flag_unless(gdq, i, k, y, x, dnu_sat, jump)
-            if y > 0:
-                _flag_unless(gdq, i, k, y - 1, x, dnu_sat, jump)
-            if y < ny - 1:
-                _flag_unless(gdq, i, k, y + 1, x, dnu_sat, jump)
-            if x > 0:
-                _flag_unless(gdq, i, k, y, x - 1, dnu_sat, jump)
-            if x < nx - 1:
-                _flag_unless(gdq, i, k, y, x + 1, dnu_sat, jump)
+            _flag_source(gdq, jf, dnu_sat, jump)
+
+
+@njit
+def _flag_source(gdq, jf, dnu_sat, jump):
+    """JUMP_DET on the group at flat cube index ``jf`` and on its four neighbours in the
+    frame, each unless DO_NOT_USE or SATURATED."""
+    nints, ngroups, ny, nx = gdq.shape
+    plane = ny * nx
+    ik = jf // plane
+    r = jf - ik * plane
+    i = ik // ngroups
+    k = ik - i * ngroups
+    y = r // nx
+    x = r - y * nx
+    _flag_unless(gdq, i, k, y, x, dnu_sat, jump)
+    if y > 0:
+        _flag_unless(gdq, i, k, y - 1, x, dnu_sat, jump)
+    if y < ny - 1:
+        _flag_unless(gdq, i, k, y + 1, x, dnu_sat, jump)
+    if x > 0:
+        _flag_unless(gdq, i, k, y, x - 1, dnu_sat, jump)
+    if x < nx - 1:
+        _flag_unless(gdq, i, k, y, x + 1, dnu_sat, jump)
 
 
 @njit
@@ -799,26 +806,9 @@ def _apply_neighbor_list(gdq, srcs, dnu, sat, jump):
     """:func:`_apply_neighbors` for sources given as flat cube indices (any order,
     repeats allowed: each write only adds JUMP_DET under a test of DO_NOT_USE/SATURATED,
     which no write changes, so the order does not matter)."""
-    nints, ngroups, ny, nx = gdq.shape
     dnu_sat = dnu | sat
-    plane = ny * nx
     for j in range(srcs.shape[0]):
-        jf = srcs[j]
-        ik = jf // plane
-        r = jf - ik * plane
-        i = ik // ngroups
-        k = ik - i * ngroups
-        y = r // nx
-        x = r - y * nx
-        _flag_unless(gdq, i, k, y, x, dnu_sat, jump)
-        if y > 0:
-            _flag_unless(gdq, i, k, y - 1, x, dnu_sat, jump)
-        if y < ny - 1:
-            _flag_unless(gdq, i, k, y + 1, x, dnu_sat, jump)
-        if x > 0:
-            _flag_unless(gdq, i, k, y, x - 1, dnu_sat, jump)
-        if x < nx - 1:
-            _flag_unless(gdq, i, k, y, x + 1, dnu_sat, jump)
+        _flag_source(gdq, srcs[j], dnu_sat, jump)
 
 
 @njit(parallel=True)
